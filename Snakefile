@@ -1,0 +1,120 @@
+# The job graph of the suite, derived from the paper specs (bench/specs/*.yaml) and
+# the scales (bench/scales/*.yaml) by three generic rules: train, evaluate, render.
+# No rule is written per table; a run needed by several targets is trained once.
+#
+#   snakemake --cores 2 smoke                      every target at the smoke scale
+#   snakemake --cores 8 tables/hat_table2.md       one paper-scale table
+#   snakemake -n tables/hat_table2.md              its whole job graph (dry run)
+#
+# Options (--config key=value): partial=1 renders the cells whose datasets are present
+# and marks the rest "not run"; amp=bf16 and channels_last=1 select the precision
+# (they change run ids); threads=N sets CPU threads per job (default 1).
+from bench import layout, scales
+from bench.data.catalog import DATASETS
+from bench.data.locate import available, data_root, missing_message
+from bench.errors import MissingDataError
+from bench.plan import Plan
+
+
+def _flag(name):
+    return str(config.get(name, "")).lower() in {"1", "true", "yes", "on"}
+
+
+OVERRIDES = {}
+if config.get("amp", "none") != "none":
+    OVERRIDES["amp"] = config["amp"]
+if _flag("channels_last"):
+    OVERRIDES["channels_last"] = True
+PARTIAL = _flag("partial")
+THREADS = int(config.get("threads", 1))
+FLAGS = "".join([f" --amp {OVERRIDES['amp']}" if "amp" in OVERRIDES else "",
+                 " --channels-last" if OVERRIDES.get("channels_last") else ""])
+RESULTS = str(layout.results_root())
+PLANS = {scale: Plan(scale, overrides=OVERRIDES) for scale in scales.names()}   # validates every spec
+REDUCED = [s for s in PLANS if s != layout.PAPER_SCALE]
+
+
+def scale_of(prefix):
+    return prefix.rstrip("/") or layout.PAPER_SCALE
+
+
+wildcard_constraints:
+    scale="|".join(PLANS),
+    prefix="(" + "|".join(f"{s}/" for s in REDUCED) + ")?",
+    name=r"[a-z0-9]+_[A-Za-z0-9]+",
+    run=r"[A-Za-z0-9_.\-]+",
+    protocol=r"[A-Za-z0-9_\-]+",
+
+
+rule all:
+    input: PLANS[layout.PAPER_SCALE].targets()
+
+
+for _scale in REDUCED:
+    rule:
+        name: _scale
+        input: PLANS[_scale].targets()
+
+
+def table_inputs(wc):
+    scale = scale_of(wc.prefix)
+    plan = PLANS[scale]
+    table = plan.table(f"tables/{wc.prefix}{wc.name}")
+    keep = set(table.datasets)
+    if plan.scale["data"]["source"] == "real":
+        missing = [d for d in table.datasets if not available(d)]
+        if missing and workflow.dryrun:
+            print(f"note: {table.stem} needs absent dataset(s) {', '.join(missing)}; a real run "
+                  f"would stop here (or use --config partial=1)", file=sys.stderr)
+        elif missing and PARTIAL:
+            keep -= set(missing)
+        elif missing:
+            raise MissingDataError(
+                f"{table.stem} needs dataset(s) that are not under the data root:\n"
+                + "\n".join(missing_message(DATASETS.get(d), data_root()) for d in missing)
+                + "\nProvide them, or render the cells that can run with --config partial=1.")
+    return [layout.eval_path(scale, *key.split("/")) for key in table.eval_keys(keep)]
+
+
+rule render_table:
+    input: table_inputs
+    output:
+        md="tables/{prefix}{name}.md",
+        tex="tables/{prefix}{name}.tex",
+        csv="tables/{prefix}{name}.csv",
+    params:
+        scale=lambda wc: scale_of(wc.prefix),
+        partial=" --partial" if PARTIAL else "",
+    shell:
+        "bench render --scale {params.scale}{params.partial}{FLAGS} tables/{wildcards.prefix}{wildcards.name}"
+
+
+def _resources(kind, key, default=0):
+    return lambda wc: PLANS[wc.scale].resources(kind, wc.run).get(key, default)
+
+
+rule evaluate:
+    input: f"{RESULTS}/{{scale}}/runs/{{run}}/run.json"
+    output: f"{RESULTS}/{{scale}}/evals/{{run}}/{{protocol}}.json"
+    log: f"{RESULTS}/{{scale}}/evals/{{run}}/{{protocol}}.log"
+    threads: THREADS
+    resources:
+        gpu=_resources("evaluate", "gpu"),
+        mem_mb=_resources("evaluate", "mem_mb", 4000),
+        runtime=_resources("evaluate", "runtime", 60),
+    shell:
+        "bench evaluate --scale {wildcards.scale}{FLAGS} --threads {threads} "
+        "{wildcards.run} {wildcards.protocol} 2>> {log}"
+
+
+rule train:
+    input: lambda wc: [f"{RESULTS}/{wc.scale}/runs/{r}/run.json" for r in PLANS[wc.scale].run(wc.run).requires.values()]
+    output: f"{RESULTS}/{{scale}}/runs/{{run}}/run.json"
+    log: f"{RESULTS}/{{scale}}/runs/{{run}}/train.log"
+    threads: THREADS
+    resources:
+        gpu=_resources("train", "gpu"),
+        mem_mb=_resources("train", "mem_mb", 4000),
+        runtime=_resources("train", "runtime", 60),
+    shell:
+        "bench train --scale {wildcards.scale}{FLAGS} --threads {threads} {wildcards.run} 2>> {log}"

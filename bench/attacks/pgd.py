@@ -1,0 +1,149 @@
+"""PGD: projected gradient ascent (Madry et al., ICLR 2018).
+
+Threat models: ℓ∞ (sign steps) and ℓ2 (normalised-gradient steps), inputs in [0, 1];
+every iterate is projected onto the ε-ball and clamped to [0, 1].
+
+Arguments (defaults):
+  eps ("8/255"), step_size ("2/255"), steps (10), norm ("linf" | "l2"), restarts (1),
+  loss ("ce" | "kl" | "cw"): cross-entropy; KL(p(x) ‖ p(x')) to the clean prediction,
+      computed once in the attack's BN mode (TRADES/HAT); CW margin
+      −max(z_y − max_{j≠y} z_j, −κ) with confidence ``kappa`` (0 in HAT, 50 in FAT),
+  random_start ("uniform" | "normal" | "none"): U(−ε, ε) (uniform in the ℓ2 ball for ℓ2),
+      ``normal_std``·N(0, I) with normal_std=0.001 (TRADES family), or none,
+  clamp_start (True): clamp the start to [0, 1]; the TRADES family does not,
+  bn_mode ("eval" | "train").
+Losses are summed over the batch, so each example's gradient is its own. With
+several restarts an example keeps the first restart that fools the model, else the
+one with the largest loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+
+from . import ATTACKS
+from .base import Attack, enum_value, number
+
+
+class Norm(str, Enum):
+    LINF = "linf"
+    L2 = "l2"
+
+
+class Loss(str, Enum):
+    CE = "ce"
+    KL = "kl"
+    CW = "cw"
+
+
+class Start(str, Enum):
+    UNIFORM = "uniform"
+    NORMAL = "normal"
+    NONE = "none"
+
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def cw_margin(logits: torch.Tensor, y: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Per-example −max(z_y − max_{j≠y} z_j, −κ): larger when the example is closer to misclassified."""
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return -(z_y - other).clamp(min=-kappa)
+
+
+@ATTACKS.register("pgd")
+@dataclass(repr=False)
+class PGD(Attack):
+    eps: float | str = "8/255"
+    step_size: float | str = "2/255"
+    steps: int = 10
+    norm: Norm = Norm.LINF
+    restarts: int = 1
+    loss: Loss = Loss.CE
+    kappa: float = 0.0
+    random_start: Start = Start.UNIFORM
+    normal_std: float = 0.001
+    clamp_start: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.eps, self.step_size = number(self.eps), number(self.step_size)
+        self.norm = enum_value(Norm, self.norm, "norm")
+        self.loss = enum_value(Loss, self.loss, "loss")
+        self.random_start = enum_value(Start, self.random_start, "random_start")
+
+    def objective(self, logits: torch.Tensor, y: torch.Tensor, p_clean: torch.Tensor | None
+                  ) -> torch.Tensor:
+        """Per-example loss the attack ascends."""
+        logits = logits.float()
+        if self.loss is Loss.CE:
+            return F.cross_entropy(logits, y, reduction="none")
+        if self.loss is Loss.KL:
+            return F.kl_div(F.log_softmax(logits, 1), p_clean, reduction="none").sum(1)
+        return cw_margin(logits, y, self.kappa)
+
+    def start(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        if self.random_start is Start.NONE:
+            return x.clone()
+        if self.random_start is Start.NORMAL:
+            delta = self.normal_std * torch.randn(x.shape, device=x.device, generator=g)
+        elif self.norm is Norm.LINF:
+            delta = (torch.rand(x.shape, device=x.device, generator=g) * 2 - 1) * self.eps
+        else:  # uniform in the ℓ2 ball: Gaussian direction, radius ε·U^(1/d)
+            d = torch.randn(x.shape, device=x.device, generator=g)
+            u = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, generator=g)
+            delta = d / _flat_norm(d) * self.eps * u ** (1.0 / x[0].numel())
+        x0 = x + delta
+        return x0.clamp(0, 1) if self.clamp_start else x0
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        delta = x_adv - x
+        if self.norm is Norm.LINF:
+            delta = delta.clamp(-self.eps, self.eps)
+        else:
+            delta = delta * (self.eps / _flat_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
+        return (x + delta).clamp(0, 1)
+
+    def step(self, x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        if self.norm is Norm.LINF:
+            return x_adv + self.step_size * grad.sign()
+        return x_adv + self.step_size * grad / _flat_norm(grad).clamp_min(1e-12)
+
+    def run_once(self, x, y, p_clean, g):
+        x_adv = self.start(x, g)
+        for _ in range(self.steps):
+            x_adv.requires_grad_(True)
+            loss = self.objective(self.model(x_adv), y, p_clean).sum()
+            grad, = torch.autograd.grad(loss, x_adv)
+            x_adv = self.project(self.step(x_adv.detach(), grad), x)
+        return x_adv.detach()
+
+    def perturb(self, x, y, generator=None):
+        x = x.detach()
+        p_clean = None
+        if self.loss is Loss.KL:
+            with torch.no_grad():
+                p_clean = F.softmax(self.model(x).float(), 1)
+        best = self.run_once(x, y, p_clean, generator)
+        if self.restarts == 1:
+            return best
+        with torch.no_grad():
+            logits = self.model(best)
+            best_fooled = logits.argmax(1) != y
+            best_loss = self.objective(logits, y, p_clean)
+        for _ in range(self.restarts - 1):
+            cand = self.run_once(x, y, p_clean, generator)
+            with torch.no_grad():
+                logits = self.model(cand)
+                fooled = logits.argmax(1) != y
+                loss = self.objective(logits, y, p_clean)
+            take = ~best_fooled & (fooled | (loss > best_loss))
+            best = torch.where(take.view(-1, *([1] * (x.dim() - 1))), cand, best)
+            best_loss = torch.where(take, loss, best_loss)
+            best_fooled = best_fooled | fooled
+        return best

@@ -1,0 +1,24 @@
+"""Model checkpoints: weights plus what is needed to rebuild the network."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .fileio import torch_save
+from .models import build
+
+
+def save(path: Path, model: torch.nn.Module, model_cfg: dict, num_classes: int, in_channels: int,
+         **meta: Any) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch_save(path, {"model": state, "model_cfg": model_cfg, "num_classes": num_classes,
+                      "in_channels": in_channels, **meta})
+
+
+def load(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = build(ckpt["model_cfg"], ckpt["num_classes"], ckpt["in_channels"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt

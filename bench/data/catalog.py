@@ -1,0 +1,101 @@
+"""What each dataset is: shape, classes, sizes, training augmentation, and where its
+files may live under the data root (tried in order; the first present one is used)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class Source:
+    """One on-disk layout of a dataset.
+
+    ``format`` names a reader in :mod:`bench.data.readers`; ``path`` is relative to the
+    data root. ``exact``: True if the reader verifies checksums of the original files,
+    False for a known substitute (labelled as such everywhere), None if unverifiable.
+    """
+
+    format: str
+    path: str
+    exact: bool | None
+    expect: str  # the files a user must provide, for error messages
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    shape: tuple[int, int, int]  # C, H, W
+    n_train: int
+    n_test: int
+    augment: str  # "crop_flip" | "crop" | "none" (random crop pads by 4 with zeros)
+    obtain: str  # how to get the files
+    sources: tuple[Source, ...] = field(default_factory=tuple)
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+
+def _add(info: DatasetInfo) -> None:
+    DATASETS.register(info.name)(info)
+
+
+def _imagefolder(path: str, exact: bool | None = None, note: str = "") -> Source:
+    return Source("imagefolder", path, exact, f"{path}/{{train,test}}/<class>/<image>", note)
+
+
+_add(DatasetInfo(
+    "mnist", 10, (1, 28, 28), 60000, 10000, augment="none",
+    obtain="torchvision.datasets.MNIST(root=<data root>, download=True), or `bench data download mnist`",
+    sources=(
+        Source("mnist_idx", "MNIST/raw", True,
+               "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
+        _imagefolder("mnist"),
+    ),
+))
+_add(DatasetInfo(
+    "cifar10", 10, (3, 32, 32), 50000, 10000, augment="crop_flip",
+    obtain="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz extracted into the data root, "
+           "or `bench data download cifar10`",
+    sources=(
+        Source("cifar_pickle", "cifar-10-batches-py", True,
+               "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
+        _imagefolder("cifar10-jpeg", exact=False,
+                     note="CIFAR-10 re-encoded as JPEG by a public mirror: a substitute, not CIFAR-10"),
+        _imagefolder("cifar10"),
+    ),
+))
+_add(DatasetInfo(
+    "cifar100", 100, (3, 32, 32), 50000, 10000, augment="crop_flip",
+    obtain="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz extracted into the data root, "
+           "or `bench data download cifar100`",
+    sources=(
+        Source("cifar_pickle", "cifar-100-python", True, "cifar-100-python/{train,test,meta}"),
+        _imagefolder("cifar100"),
+    ),
+))
+_add(DatasetInfo(
+    # No augmentation for digits: HAT's paper is silent; flips would change digit identity.
+    "svhn", 10, (3, 32, 32), 73257, 26032, augment="none",
+    obtain="http://ufldl.stanford.edu/housenumbers/{train,test}_32x32.mat into <data root>/svhn/, "
+           "or `bench data download svhn`",
+    sources=(
+        Source("svhn_mat", "svhn", True, "svhn/{train,test}_32x32.mat"),
+        _imagefolder("svhn"),
+    ),
+))
+_add(DatasetInfo(
+    # Test split = the labelled validation set (the test set has no labels).
+    "tinyimagenet200", 200, (3, 64, 64), 100000, 10000, augment="crop_flip",
+    obtain="http://cs231n.stanford.edu/tiny-imagenet-200.zip extracted into the data root "
+           "(no automatic download)",
+    sources=(
+        Source("tinyimagenet", "tiny-imagenet-200", None,
+               "tiny-imagenet-200/{wnids.txt,train/<wnid>/images/*.JPEG,val/images/*.JPEG,"
+               "val/val_annotations.txt}",
+               note="original layout; file checksums are not published, so unverified"),
+        _imagefolder("tinyimagenet200"),
+    ),
+))

@@ -1,0 +1,25 @@
+"""Downloads, only on explicit request (``bench data download NAME``): torchvision's
+own downloaders write the native layouts that :mod:`bench.data.catalog` expects."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MissingDataError
+
+
+def download(name: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    root.mkdir(parents=True, exist_ok=True)
+    if name == "mnist":
+        tvd.MNIST(root, train=True, download=True), tvd.MNIST(root, train=False, download=True)
+    elif name == "cifar10":
+        tvd.CIFAR10(root, download=True)
+    elif name == "cifar100":
+        tvd.CIFAR100(root, download=True)
+    elif name == "svhn":
+        for split in ("train", "test"):
+            tvd.SVHN(root / "svhn", split=split, download=True)
+    else:
+        raise MissingDataError(f"no automatic download for {name!r}; see `bench data check {name}`")
+    print(f"{name}: downloaded into {root}")

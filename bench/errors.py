@@ -1,0 +1,17 @@
+"""Errors a user can act on. Each message names what is wrong and how to fix it."""
+
+
+class BenchError(Exception):
+    """Base class: the CLI prints these as one clear line instead of a traceback."""
+
+
+class SpecError(BenchError):
+    """A paper spec, scale file or workflow config is malformed or names something unknown."""
+
+
+class MissingDataError(BenchError):
+    """A dataset (or external data file) the requested targets need is not on disk."""
+
+
+class UnknownNameError(SpecError):
+    """A registry lookup for a name that is not registered."""

@@ -1,0 +1,71 @@
+"""Evaluation of a trained run under a protocol (attack, its settings, test subset)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint, layout, precision, provenance
+from .attacks import ATTACKS, build as build_attack
+from .data import load
+from .data.loader import DeviceLoader
+from .fileio import read_json, write_json
+
+
+def clean_accuracy(model: torch.nn.Module, loader: DeviceLoader) -> float:
+    was = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=loader.device)
+    with torch.no_grad():
+        for x, y in loader.batches():
+            correct += (model(x).argmax(1) == y).sum()
+    model.train(was)
+    return 100.0 * correct.item() / loader.n
+
+
+def measure(model: torch.nn.Module, loader: DeviceLoader, attack_cfg: dict | None, seed: int = 0,
+            progress=None, **kwargs: Any) -> dict[str, Any]:
+    """Clean accuracy, and robust accuracy under ``attack_cfg`` if given (percent)."""
+    if attack_cfg is None:
+        return {"n": loader.n, "clean": clean_accuracy(model, loader)}
+    attack = build_attack(attack_cfg, model)
+    result = attack.evaluate(loader, seed=seed, progress=progress, **kwargs)
+    result.setdefault("implementation", f"bench.attacks.{attack_cfg['name']} "
+                      f"(source {provenance.source_hash([ATTACKS.source_file(attack_cfg['name'])])})")
+    result["attack"] = {"name": attack_cfg["name"], **attack.params()}
+    return result
+
+
+def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, protocol: dict,
+                 out: Path, progress: bool = True) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    dev = precision.device()
+    rdir = layout.run_dir(scale, run_id)
+    run_info = read_json(rdir / "run.json")
+    model, ckpt = checkpoint.load(rdir / f"{protocol.get('checkpoint', 'best')}.pt", dev)
+    data = load(run_cfg["dataset"], source=run_cfg["data"]["source"],
+                synthetic_size=tuple(run_cfg["data"]["synthetic_size"]), n_train=0,
+                n_test=protocol.get("n_test"))
+    loader = DeviceLoader(data.test, protocol.get("batch_size", 500), dev)
+    kwargs = {}
+    if protocol["attack"]["name"] == "autoattack":
+        kwargs["state_path"] = out.with_name(out.stem + ".partial.json")
+    bar = tqdm(total=len(loader), desc=f"{run_id} {protocol_id}", file=sys.stderr,
+               disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
+    start = time.perf_counter()
+    result = measure(model, loader, protocol["attack"], seed=protocol.get("seed", 0), progress=bar, **kwargs)
+    bar.close()
+    result.update(
+        run_id=run_id, protocol_id=protocol_id, protocol=protocol, scale=scale,
+        checkpoint={"which": protocol.get("checkpoint", "best"), "epoch": ckpt.get("epoch")},
+        dataset=data.fingerprint, train_dataset=run_info["dataset"], seconds=time.perf_counter() - start,
+        environment=provenance.environment(), device=str(dev))
+    write_json(out, result)
+    state = kwargs.get("state_path")
+    if state is not None and state.exists():
+        state.unlink()
+    return result

@@ -1,0 +1,34 @@
+"""Where things live on disk. The Snakefile and the CLI both use these paths.
+
+results/<scale>/runs/<run_id>/      config.json, state.pt (resume), metrics.json,
+                                    best.pt, last.pt, run.json (written last), train.log
+results/<scale>/evals/<run_id>/<protocol_id>.json
+tables/[<scale>/]<paper>_<table>.{md,tex,csv}   (paper scale at the top level)
+figures/[<scale>/]<paper>_<figure>.{png,pdf,csv}
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PAPER_SCALE = "paper"
+
+
+def results_root() -> Path:
+    return Path(os.environ.get("BENCH_RESULTS", "results"))
+
+
+def run_dir(scale: str, run_id: str) -> Path:
+    return results_root() / scale / "runs" / run_id
+
+
+def eval_path(scale: str, run_id: str, protocol_id: str) -> Path:
+    return results_root() / scale / "evals" / run_id / f"{protocol_id}.json"
+
+
+def scale_prefix(scale: str) -> str:
+    return "" if scale == PAPER_SCALE else f"{scale}/"
+
+
+def table_stem(scale: str, paper: str, table: str) -> str:
+    return f"tables/{scale_prefix(scale)}{paper}_{table}"

@@ -1,0 +1,39 @@
+"""TRADES (Zhang et al., ICML 2019).
+
+Objective: CE(f(x), y) + β·(1/B)·Σ KL(f(x) ‖ f(x')), x' from PGD on KL(f(x) ‖ f(x')).
+Parameters (defaults): beta (6.0), repeat_clean_forward (True).
+Conventions of the official code (yaodongyu/TRADES, copied by HAT's repo): attack in
+eval mode, start x + 0.001·N(0, I) without clamping, KL summed in the attack and
+divided by the batch size in the objective, the KL target softmax(f(x)) not
+detached. The official code forwards the clean batch a second time, after the
+adversarial batch; in train mode that pass returns the same logits and only moves
+the BatchNorm running statistics, so ``repeat_clean_forward`` runs it without
+gradients (same gradients, same running statistics, less work). Inputs in [0, 1].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import METHODS
+from .base import Method, accuracy, kl_batchmean
+
+
+@METHODS.register("trades")
+class TRADES(Method):
+    name = "trades"
+    defaults = {"beta": 6.0, "repeat_clean_forward": True}
+    attack_defaults = {"loss": "kl", "random_start": "normal", "clamp_start": False, "bn_mode": "eval"}
+
+    def loss(self, x, y, generator=None):
+        x_adv = self.attack(x, y, generator)
+        logits = self.logits(x)
+        logits_adv = self.logits(x_adv)
+        if self.repeat_clean_forward:
+            with torch.no_grad():
+                self.model(x)
+        natural = F.cross_entropy(logits, y)
+        robust = kl_batchmean(logits_adv, logits)
+        loss = natural + self.beta * robust
+        return loss, {"loss": loss.detach(), "clean_acc": accuracy(logits, y),
+                      "adv_acc": accuracy(logits_adv, y)}

@@ -1,0 +1,91 @@
+"""Optimisers and learning-rate schedules, all stepped once per batch.
+
+Schedules (``schedule.name``):
+  onecycle   one-cycle cosine (Smith & Topin 2018) with torch's OneCycleLR formula: cosine
+             warm-up over ``pct_start`` of all steps from lr/div_factor to lr, cosine down
+             to lr/(div_factor·final_div_factor). ``cycle_momentum`` (False) also cycles
+             momentum between 0.95 and 0.85 as OneCycleLR's defaults do. Unlike
+             OneCycleLR it also accepts runs of only a few steps (the smoke scale).
+  piecewise  lr·gamma^k after the k-th of ``milestones`` (epochs, counted from 0), or
+             lr·factors[k] when ``factors`` is given.
+  constant   lr throughout.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+
+from .errors import SpecError
+
+
+def _cos(start: float, end: float, pct: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+class OneCycle(torch.optim.lr_scheduler.LRScheduler):
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.25,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4, cycle_momentum: bool = False,
+                 base_momentum: float = 0.85, max_momentum: float = 0.95):
+        self.peak = float(pct_start * total_steps) - 1   # OneCycleLR's phase boundaries
+        self.end = total_steps - 1
+        self.div, self.final_div = div_factor, final_div_factor
+        self.cycle_momentum, self.momenta = cycle_momentum, (base_momentum, max_momentum)
+        self.max_lrs = [g["lr"] for g in optimizer.param_groups]
+        super().__init__(optimizer)
+
+    def _phase(self, step: int) -> tuple[int, float]:
+        if step <= self.peak:
+            return 0, step / self.peak if self.peak > 0 else 1.0
+        span = self.end - self.peak
+        return 1, (step - self.peak) / span if span > 0 else 1.0
+
+    def get_lr(self) -> list[float]:
+        phase, pct = self._phase(self.last_epoch)
+        if self.cycle_momentum:
+            lo, hi = self.momenta
+            for g in self.optimizer.param_groups:
+                g["momentum"] = _cos(hi, lo, pct) if phase == 0 else _cos(lo, hi, pct)
+        out = []
+        for max_lr in self.max_lrs:
+            initial = max_lr / self.div
+            out.append(_cos(initial, max_lr, pct) if phase == 0 else _cos(max_lr, initial / self.final_div, pct))
+        return out
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    cfg = dict(cfg)
+    name = cfg.pop("name")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
+                               nesterov=cfg.get("nesterov", False), weight_decay=cfg.get("weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+    raise SpecError(f"unknown optimizer {name!r} (known: sgd, adam)")
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epochs: int,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    name = cfg["name"]
+    total = epochs * steps_per_epoch
+    if name == "onecycle":
+        return OneCycle(optimizer, total, pct_start=cfg.get("pct_start", 0.25),
+                        div_factor=cfg.get("div_factor", 25.0),
+                        final_div_factor=cfg.get("final_div_factor", 1e4),
+                        cycle_momentum=bool(cfg.get("cycle_momentum", False)))
+    if name == "piecewise":
+        milestones = list(cfg["milestones"])
+        factors = cfg.get("factors") or [cfg.get("gamma", 0.1) ** (k + 1) for k in range(len(milestones))]
+        if len(factors) != len(milestones):
+            raise SpecError("piecewise schedule: 'factors' must match 'milestones'")
+
+        def factor(step: int) -> float:
+            epoch = step // steps_per_epoch
+            passed = sum(epoch >= m for m in milestones)
+            return 1.0 if passed == 0 else factors[passed - 1]
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    raise SpecError(f"unknown schedule {name!r} (known: onecycle, piecewise, constant)")

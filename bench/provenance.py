@@ -1,0 +1,51 @@
+"""Provenance recorded beside every result: code, environment, time."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+PACKAGE = Path(__file__).parent
+
+
+@lru_cache(maxsize=None)
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE, capture_output=True,
+                             text=True, timeout=10)
+        commit = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", str(PACKAGE)], cwd=PACKAGE,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def source_hash(paths: Iterable[Path]) -> str:
+    """Hash of source files (contents and package-relative names), order-independent."""
+    h = hashlib.sha256()
+    files: set[Path] = set()
+    for p in paths:
+        files.update(sorted(p.rglob("*.py")) if p.is_dir() else [p])
+    for f in sorted(files):
+        h.update(str(f.relative_to(PACKAGE)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def environment() -> dict[str, str]:
+    import torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "host": platform.node(), "git_commit": git_commit(), "time": now()}
+    if torch.cuda.is_available():
+        env["cuda_device"] = torch.cuda.get_device_name(0)
+    return env

@@ -1,0 +1,1 @@
+"""Aggregation of results, verdicts against published numbers, claims, rendering."""

@@ -1,0 +1,53 @@
+"""Paper specs as data: one YAML file per paper, validated against ``schema.yaml``
+before anything runs."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import SpecError, UnknownNameError
+
+HERE = Path(__file__).parent
+
+
+@lru_cache(maxsize=None)
+def schema() -> dict[str, Any]:
+    return yaml.safe_load((HERE / "schema.yaml").read_text())
+
+
+def validate(document: Any, kind: str, where: str) -> None:
+    """Raise one SpecError naming the file, the location and the problem."""
+    import jsonschema
+
+    full = {**schema()[kind], "$defs": schema()["$defs"]}
+    errors = sorted(jsonschema.Draft202012Validator(full).iter_errors(document), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise SpecError(f"{where}: at {path}: {e.message}{more}")
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.yaml") if p.stem != "schema")
+
+
+def load(paper: str, path: Path | None = None) -> dict[str, Any]:
+    """The spec of ``paper`` (or the file at ``path``), validated."""
+    if path is None:
+        if paper not in names():
+            raise UnknownNameError(f"unknown paper {paper!r}; known: {', '.join(names())}")
+        path = HERE / f"{paper}.yaml"
+    spec = read_yaml(path)
+    validate(spec, "spec", str(path))
+    return spec

@@ -1,0 +1,161 @@
+"""The training loop shared by every method.
+
+Per epoch: batches from the device loader, the method's loss under optional bf16
+autocast, an optimiser step and a per-batch schedule step, statistics accumulated
+on the device and read once at the end of the epoch. Then, on the selection epochs,
+the checkpoint criterion (clean or PGD robust accuracy on the test subset), and
+atomic writes of last.pt, best.pt (when the criterion improves, ties to the later
+epoch as in HAT's code), metrics.json and state.pt (everything needed to resume).
+An interrupted run resumes from state.pt and reaches the same weights: every random
+draw comes from generators seeded by (seed, epoch).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint, precision, provenance
+from .data import load
+from .data.loader import DeviceLoader, epoch_generator
+from .errors import BenchError
+from .evaluate import measure
+from .fileio import torch_save, write_json
+from .methods import METHODS
+from .models import build as build_model
+from .optim import build_optimizer, build_schedule
+
+
+def selection_epochs(sel: dict[str, Any], epochs: int) -> set[int]:
+    """1-indexed epochs after which the checkpoint criterion is measured."""
+    every, last = sel.get("every", 1), sel.get("last", 0)
+    return {e for e in range(1, epochs + 1) if e % every == 0 or e > epochs - last or e == epochs}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str, Path] | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    dev = precision.device()
+    prec = cfg.get("precision", {})
+    amp, channels_last = prec.get("amp", "none"), bool(prec.get("channels_last", False))
+    seed = int(cfg["seed"])
+
+    data = load(cfg["dataset"], source=cfg["data"]["source"],
+                synthetic_size=tuple(cfg["data"]["synthetic_size"]),
+                n_train=cfg["data"].get("n_train"), n_test=cfg["selection"].get("n_test"))
+    info = data.info
+    train_loader = DeviceLoader(data.train, cfg["batch_size"], dev, shuffle=True, augment=info.augment,
+                                channels_last=channels_last)
+    test_loader = DeviceLoader(data.test, cfg["selection"].get("batch_size", 500), dev,
+                               channels_last=channels_last)
+
+    torch.manual_seed(seed)
+    model = precision.prepare(build_model(cfg["model"], info.num_classes, info.shape[0]), dev, channels_last)
+    method_cfg = dict(cfg["method"])
+    cls = METHODS.get(method_cfg.pop("name"))
+    helpers = {}
+    for key in cls.helpers_required:
+        helper_id = method_cfg.pop(key)
+        hdir = (helper_dirs or {}).get(key)
+        if hdir is None or not (hdir / "best.pt").exists():
+            raise BenchError(f"run {run_id}: helper model {key!r} (run {helper_id}) has no best.pt; "
+                             f"train that run first")
+        helpers[key], _ = checkpoint.load(hdir / "best.pt", dev)
+    method = cls(model, cfg.get("attack"), helpers=helpers, **method_cfg)
+    optimizer = build_optimizer(model.parameters(), cfg["optimizer"])
+    epochs = int(cfg["epochs"])
+    scheduler = build_schedule(optimizer, cfg["schedule"], epochs, len(train_loader))
+    sel = cfg["selection"]
+    sel_epochs = selection_epochs(sel, epochs)
+
+    resolved = {**cfg, "method": method.resolved(), "device": str(dev)}
+    state_path = run_dir / "state.pt"
+    for stale in run_dir.glob(".*.tmp"):  # temporaries of a killed job (never the real files)
+        stale.unlink()
+    history: list[dict[str, Any]] = []
+    best = {"epoch": None, "value": -math.inf}
+    start_epoch = 0
+    if state_path.exists():
+        state = torch.load(state_path, map_location=dev, weights_only=False)
+        if state["run_id"] != run_id:
+            raise BenchError(f"{state_path} belongs to run {state['run_id']}, not {run_id}; remove it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, start_epoch = state["history"], state["best"], state["epoch"]
+        log(f"[{run_id}] resuming after epoch {start_epoch}/{epochs}")
+    else:
+        write_json(run_dir / "config.json", resolved)
+    log(f"[{run_id}] resolved config:\n{json.dumps(resolved, indent=2, default=str)}")
+    log(f"[{run_id}] dataset: {json.dumps(data.fingerprint)}")
+
+    bar = tqdm(total=epochs * len(train_loader), initial=start_epoch * len(train_loader), desc=run_id,
+               file=sys.stderr, disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
+    meta = dict(model_cfg=cfg["model"], num_classes=info.num_classes, in_channels=info.shape[0])
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        g = epoch_generator(dev, seed, epoch, stream=2)
+        sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=dev))
+        precision.sync(dev)
+        t0 = time.perf_counter()
+        for x, y in train_loader.batches(seed, epoch):
+            with precision.autocast(dev, amp):
+                loss, stats = method.loss(x, y, g)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for k, v in stats.items():
+                sums[k] += v.float() * len(y)
+            bar.update(1)
+        precision.sync(dev)
+        seconds = time.perf_counter() - t0
+        record: dict[str, Any] = {k: v.item() / train_loader.n for k, v in sums.items()}
+        if not math.isfinite(record.get("loss", 0.0)):
+            raise BenchError(f"[{run_id}] training diverged at epoch {epoch + 1} (loss {record['loss']})")
+        record.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=seconds,
+                      images_per_s=train_loader.n / seconds)
+        if epoch + 1 in sel_epochs:
+            attack = sel.get("attack") if sel["metric"] == "robust" else None
+            res = measure(model, test_loader, attack, seed=seed)
+            record["select_clean"] = res["clean"]
+            if "robust" in res:
+                record["select_robust"] = res["robust"]
+            value = res[sel["metric"]]
+            if value >= best["value"]:
+                best = {"epoch": epoch + 1, "value": value}
+                checkpoint.save(run_dir / "best.pt", model, epoch=epoch + 1, metric=value, **meta)
+        history.append(record)
+        checkpoint.save(run_dir / "last.pt", model, epoch=epoch + 1, **meta)
+        write_json(run_dir / "metrics.json", history)
+        torch_save(state_path, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(),
+                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                "history": history, "best": best})
+        bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in record.items() if k != "epoch"))
+        log(f"[{run_id}] epoch {epoch + 1}/{epochs} " + json.dumps(record))
+    bar.close()
+
+    speeds = [h["images_per_s"] for h in history[1:]] or [h["images_per_s"] for h in history]
+    summary = {
+        "run_id": run_id, "config": resolved, "dataset": data.fingerprint,
+        "best": best, "epochs": epochs, "final": history[-1] if history else None,
+        "throughput": {"images_per_s": statistics.fmean(speeds),
+                       "images_per_s_std": statistics.pstdev(speeds) if len(speeds) > 1 else 0.0,
+                       "epochs_measured": len(speeds), "note": "training images per second; "
+                       "first epoch excluded as warm-up when there are several"},
+        "environment": provenance.environment(),
+    }
+    write_json(run_dir / "run.json", summary)
+    return summary

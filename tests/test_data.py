@@ -1,0 +1,78 @@
+"""Datasets: registry, synthetic data, missing data, fingerprints, device-side batching."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from bench.data import DATASETS, load
+from bench.data.loader import DeviceLoader, random_crop
+from bench.errors import MissingDataError, UnknownNameError
+
+from conftest import SHARED_DATA
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_synthetic_has_real_shape_and_classes_and_is_deterministic(name):
+    info = DATASETS.get(name)
+    a = load(name, source="synthetic", synthetic_size=(64, 32))
+    b = load(name, source="synthetic", synthetic_size=(64, 32))
+    assert a.train.x.shape == (64, *info.shape) and a.train.x.dtype == torch.uint8
+    assert int(a.train.y.max()) < info.num_classes and a.test.x.shape[0] == 32
+    assert torch.equal(a.train.x, b.train.x) and a.fingerprint["sha256"] == b.fingerprint["sha256"]
+    assert a.fingerprint["exact"] is False and a.fingerprint["source"] == "synthetic"
+
+
+def test_missing_dataset_names_the_files_and_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path))
+    with pytest.raises(MissingDataError) as e:
+        load("svhn")
+    msg = str(e.value)
+    assert "train,test}_32x32.mat" in msg and "ufldl.stanford.edu" in msg and str(tmp_path) in msg
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(UnknownNameError, match="unknown dataset 'cifar11'.*known: cifar10"):
+        load("cifar11", source="synthetic")
+
+
+def test_subsets_are_fixed_and_nested():
+    full = load("cifar10", source="synthetic", synthetic_size=(64, 64))
+    small = load("cifar10", source="synthetic", synthetic_size=(64, 64), n_test=10)
+    again = load("cifar10", source="synthetic", synthetic_size=(64, 64), n_test=10)
+    assert small.test.x.shape[0] == 10 and torch.equal(small.test.x, again.test.x)
+    assert small.fingerprint["test_subset"] and small.fingerprint["full_test"] == 64
+    rows = {tuple(r.flatten()[:20].tolist()) for r in full.test.x}
+    assert all(tuple(r.flatten()[:20].tolist()) in rows for r in small.test.x)
+
+
+def test_loader_augments_on_device_deterministically_per_epoch():
+    data = load("cifar10", source="synthetic", synthetic_size=(100, 10))
+    loader = DeviceLoader(data.train, 32, torch.device("cpu"), shuffle=True, augment="crop_flip")
+    e0 = [x for x, _ in loader.batches(seed=1, epoch=0)]
+    e0b = [x for x, _ in loader.batches(seed=1, epoch=0)]
+    e1 = [x for x, _ in loader.batches(seed=1, epoch=1)]
+    assert len(e0) == 4 and e0[-1].shape[0] == 4
+    assert all(torch.equal(a, b) for a, b in zip(e0, e0b))
+    assert not torch.equal(e0[0], e1[0])
+    assert 0 <= min(x.min() for x in e0) and max(x.max() for x in e0) <= 1
+
+
+def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float).view(2, 1, 4, 4)
+    out = random_crop(x, 2, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for b in range(2):
+        assert any(torch.equal(out[b, 0], padded[b, 0, i:i + 4, j:j + 4]) for i in range(5) for j in range(5))
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST").exists(), reason="../shared/data not present")
+def test_real_mnist_is_exact_and_jpeg_cifar10_is_a_labelled_substitute(monkeypatch):
+    monkeypatch.setenv("BENCH_DATA", str(SHARED_DATA))
+    mnist = load("mnist", n_train=100, n_test=50)
+    assert mnist.fingerprint["exact"] is True and mnist.fingerprint["full_train"] == 60000
+    assert mnist.train.x.shape == (100, 1, 28, 28)
+    if os.environ.get("BENCH_SLOW") == "1":  # decoding 60k JPEGs takes a while
+        cifar = load("cifar10", n_train=100, n_test=50)
+        assert cifar.fingerprint["exact"] is False and "substitute" in cifar.fingerprint["note"]

@@ -1,0 +1,112 @@
+"""Specs as data: schema validation, names, published numbers, claims, run identity."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from bench import specs
+from bench.errors import SpecError
+from bench.plan import Plan, published_cells
+from bench.report import claims
+
+
+def hat():
+    return specs.load("hat")
+
+
+def spec_file(tmp_path, mutate):
+    doc = copy.deepcopy(hat())
+    mutate(doc)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d["tables"]["table2"].pop("rows"), "'rows' is a required property"),
+    (lambda d: d["recipes"]["cifar"].update(epochs="fifty"), "epochs"),
+    (lambda d: d["tables"]["table2"]["columns"]["clean"].update(metric="accuracy"), "metric"),
+    (lambda d: d["recipes"]["cifar"]["optimizer"].update(lr="1.0e4"), "lr"),
+])
+def test_malformed_spec_is_one_clear_error(tmp_path, mutate, message):
+    with pytest.raises(SpecError, match=message) as e:
+        specs.load("hat", spec_file(tmp_path, mutate))
+    assert "bad.yaml" in str(e.value)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d["tables"]["table2"]["rows"]["at"]["method"].update(name="pgd_att"), "unknown method 'pgd_att'"),
+    (lambda d: d["tables"]["table2"]["settings"]["svhn"].update(dataset="svhm"), "unknown dataset 'svhm'"),
+    (lambda d: d["recipes"]["cifar"].update(model="resnet19"), "unknown model 'resnet19'"),
+    (lambda d: d["tables"]["table2"]["columns"]["clean"].update(protocol="aa2"), "unknown protocol 'aa2'"),
+    (lambda d: d["protocols"]["aa"]["attack"].update(name="autoatack"), "unknown attack 'autoatack'"),
+    (lambda d: d["tables"]["table2"]["published"]["svhn"].update(hat=[1.0]), "has 1 values for 2 columns"),
+    (lambda d: d["tables"]["table2"]["claims"].append({"id": "x", "text": "x", "check": "hat.svhn.clen > 1"}),
+     "hat.svhn.clen"),
+    (lambda d: d["tables"]["table2"]["claims"].append({"id": "y", "text": "y", "check": "__import__('os')"}),
+     "unsupported"),
+])
+def test_unknown_names_are_caught_before_anything_runs(tmp_path, monkeypatch, mutate, message):
+    path = spec_file(tmp_path, mutate)
+    original = specs.load
+    monkeypatch.setattr(specs, "load", lambda paper, p=None: original(paper, path))
+    with pytest.raises(SpecError, match=message):
+        Plan("smoke", papers=["hat"])
+
+
+def test_every_claim_holds_on_the_published_numbers():
+    for paper in specs.names():
+        spec = specs.load(paper)
+        for tid, table in spec["tables"].items():
+            values = {(r, s, c): v for t, s, r, c, v, _ in published_cells(spec) if t == tid}
+            for claim in table.get("claims", []):
+                assert claims.evaluate(claim["check"], values) is True, (paper, tid, claim["id"])
+
+
+def test_claims_evaluate_and_report_missing_cells():
+    v = {("a", "s", "x"): 2.0, ("b", "s", "x"): 1.0}
+    assert claims.evaluate("a.s.x - b.s.x >= 1 and abs(b.s.x - a.s.x) <= 1", v) is True
+    assert claims.evaluate("max(a.s.x, b.s.x) < 2", v) is False
+    assert claims.evaluate("a.s.x > c.s.x", v) is None
+
+
+def test_published_numbers_are_transcribed():
+    rows = {(t, s, r, c): v for t, s, r, c, v, _ in published_cells(hat())}
+    assert rows[("table2", "cifar10", "hat", "clean")] == 84.90
+    assert rows[("table2", "ti200", "at", "robust")] == 17.92
+    assert ("table2", "ti200", "mart", "clean") not in rows    # "-" in the paper
+    assert len(rows) == 38
+
+
+def test_plan_shares_runs_and_covers_the_paper_graph():
+    plan = Plan("paper", papers=["hat"])
+    table = plan.table("tables/hat_table2.md")
+    assert len(plan.runs) == 57 and len(table.eval_keys()) == 57   # 4×5×3 minus MART on TI-200
+    for run in plan.runs.values():
+        if run.config["method"]["name"] == "hat":
+            helper = plan.run(run.requires["helper"])
+            assert helper.config["method"]["name"] == "standard"
+            assert helper.config["seed"] == run.config["seed"] and helper.dataset == run.dataset
+    cifar_hat = next(r for r in plan.runs.values() if r.id.startswith("cifar10-hat") and r.config["seed"] == 0)
+    assert cifar_hat.config["epochs"] == 50 and cifar_hat.config["method"]["beta"] == 2.5
+    assert cifar_hat.config["model"] == {"name": "resnet", "blocks": [2, 2, 2, 2], "width": 64}
+    ti_hat = next(r for r in plan.runs.values() if r.id.startswith("tinyimagenet200-hat"))
+    assert ti_hat.config["method"]["robust_loss"] == "ce" and ti_hat.config["epochs"] == 30
+    svhn = next(r for r in plan.runs.values() if r.id.startswith("svhn-trades"))
+    assert svhn.config["optimizer"]["lr"] == 0.05 and svhn.config["epochs"] == 15
+    aa = plan.evals[table.eval_keys()[0]].protocol
+    assert aa["n_test"] is None and aa["attack"]["version"] == "standard"   # full test set
+
+
+def test_run_ids_change_with_config_and_core_code(monkeypatch):
+    import bench.plan as plan_mod
+
+    base = set(Plan("smoke", papers=["hat"]).runs)
+    assert base != set(Plan("smoke", papers=["hat"], overrides={"amp": "bf16"}).runs)
+    real = plan_mod.code_version
+    monkeypatch.setattr(plan_mod, "code_version",
+                        lambda paths: real(paths) + ("x" if "methods/mart.py" in paths else ""))
+    changed = set(Plan("smoke", papers=["hat"]).runs)
+    assert {r for r in base - changed} == {r for r in base if "-mart-" in r}

@@ -1,0 +1,97 @@
+"""The Snakemake workflow and the CLI end to end."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def sh(*args, cwd=None, env=None, check=True):
+    out = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
+    if check and out.returncode:
+        raise AssertionError(f"{args} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def snakemake(workdir, *args, env=None, check=True):
+    return sh(sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+              str(workdir), *args, env=env, check=check)
+
+
+def test_bench_targets_lists_every_scale():
+    out = sh("bench", "targets").stdout.split()
+    assert {"tables/hat_table2.md", "tables/smoke/hat_table2.md", "tables/mini/hat_table2.md"} <= set(out)
+
+
+def test_bench_published_csv():
+    rows = list(csv.DictReader(io.StringIO(sh("bench", "published", "--csv").stdout)))
+    assert list(rows[0]) == ["paper", "table", "setting", "row", "column", "value", "std"]
+    hat = [r for r in rows if r["paper"] == "hat" and r["table"] == "table2"]
+    assert len(hat) == 38 and all(r["std"] == "" for r in hat)
+
+
+def test_paper_scale_dry_run_shows_the_whole_graph(tmp_path):
+    out = snakemake(tmp_path, "-n", "tables/hat_table2.md").stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
+    assert counts["train"] == "57" and counts["evaluate"] == "57" and counts["render_table"] == "1"
+    assert "aa-" in out and "tinyimagenet200-hat-preact_resnet18" in out
+
+
+def test_missing_data_stops_before_any_job(tmp_path):
+    env = {"BENCH_DATA": str(tmp_path / "nodata")}
+    out = snakemake(tmp_path, "--cores", "1", "tables/mini/hat_table2.md", env=env, check=False)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "cifar-10-batches-py" in text and "partial=1" in text
+    assert not (tmp_path / "tables").exists() and not Path(os.environ["BENCH_RESULTS"]).exists()
+
+
+def test_bad_input_is_one_clear_error(tmp_path):
+    out = sh("bench", "train", "--scale", "smoke", "no-such-run", check=False)
+    assert out.returncode == 2 and "not in the smoke plan" in out.stderr and "Traceback" not in out.stderr
+    out = sh("bench", "plan", "--scale", "huge", check=False)
+    assert out.returncode == 2 and "unknown scale 'huge'" in out.stderr
+    out = snakemake(tmp_path, "-n", "tables/smoke/hat_table9.md", check=False)
+    assert out.returncode != 0 and "hat_table9" in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_build(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke")
+    env = {"BENCH_RESULTS": str(work / "results"), "BENCH_CACHE": str(work / "cache")}
+    snakemake(work, "--cores", "2", "tables/smoke/hat_table2.md", env=env)
+    return work
+
+
+def test_smoke_table2_builds_and_reports_every_published_number(smoke_build):
+    md = (smoke_build / "tables/smoke/hat_table2.md").read_text()
+    published = [r for r in csv.DictReader(io.StringIO(sh("bench", "published", "--csv").stdout))
+                 if r["paper"] == "hat" and r["table"] == "table2"]
+    comparison = md.split("## Cell by cell")[1].split("## Claims")[0]
+    for r in published:
+        assert f"| {float(r['value']):.2f} |" in comparison, r
+    assert "(n=3)" in comparison and "scale ≠ paper" in comparison
+    assert "not run" not in comparison
+    for needle in ("smoke", "git commit", "pyautoattack 0.2.0", "SUBSTITUTE", "sha256", "## Claims"):
+        assert needle in md
+    rows = list(csv.DictReader(open(smoke_build / "tables/smoke/hat_table2.csv")))
+    assert len(rows) == 40 and sum(r["mean"] != "" for r in rows) == 38
+    tex = (smoke_build / "tables/smoke/hat_table2.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and "(84.90)" in tex
+
+
+def test_smoke_build_is_up_to_date_and_shares_the_helper(smoke_build):
+    env = {"BENCH_RESULTS": str(smoke_build / "results"), "BENCH_CACHE": str(smoke_build / "cache")}
+    out = snakemake(smoke_build, "-n", "tables/smoke/hat_table2.md", env=env).stdout
+    assert "Nothing to be done" in out
+    runs = list((smoke_build / "results/smoke/runs").iterdir())
+    assert len(runs) == 57 and all((r / "run.json").exists() for r in runs)
