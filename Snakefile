@@ -30,6 +30,7 @@ THREADS = int(config.get("threads", 1))
 FLAGS = "".join([f" --amp {OVERRIDES['amp']}" if "amp" in OVERRIDES else "",
                  " --channels-last" if OVERRIDES.get("channels_last") else ""])
 RESULTS = str(layout.results_root())
+BENCH = f'"{sys.executable}" -m bench'   # the interpreter that runs Snakemake, so PYTHONPATH applies
 PLANS = {scale: Plan(scale, overrides=OVERRIDES) for scale in scales.names()}   # validates every spec
 REDUCED = [s for s in PLANS if s != layout.PAPER_SCALE]
 
@@ -86,7 +87,7 @@ rule render_table:
         scale=lambda wc: scale_of(wc.prefix),
         partial=" --partial" if PARTIAL else "",
     shell:
-        "bench render --scale {params.scale}{params.partial}{FLAGS} tables/{wildcards.prefix}{wildcards.name}"
+        "{BENCH} render --scale {params.scale}{params.partial}{FLAGS} tables/{wildcards.prefix}{wildcards.name}"
 
 
 def _resources(kind, key, default=0):
@@ -103,7 +104,7 @@ rule evaluate:
         mem_mb=_resources("evaluate", "mem_mb", 4000),
         runtime=_resources("evaluate", "runtime", 60),
     shell:
-        "bench evaluate --scale {wildcards.scale}{FLAGS} --threads {threads} "
+        "{BENCH} evaluate --scale {wildcards.scale}{FLAGS} --threads {threads} "
         "{wildcards.run} {wildcards.protocol} 2>> {log}"
 
 
@@ -117,4 +118,4 @@ rule train:
         mem_mb=_resources("train", "mem_mb", 4000),
         runtime=_resources("train", "runtime", 60),
     shell:
-        "bench train --scale {wildcards.scale}{FLAGS} --threads {threads} {wildcards.run} 2>> {log}"
+        "{BENCH} train --scale {wildcards.scale}{FLAGS} --threads {threads} {wildcards.run} 2>> {log}"
