@@ -10,7 +10,7 @@ import torch
 
 from . import checkpoint, layout, precision, provenance
 from .attacks import ATTACKS, build as build_attack
-from .data import load
+from .data.store import load_for_run
 from .data.loader import DeviceLoader
 from .fileio import read_json, write_json
 
@@ -47,9 +47,7 @@ def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, proto
     rdir = layout.run_dir(scale, run_id)
     run_info = read_json(rdir / "run.json")
     model, ckpt = checkpoint.load(rdir / f"{protocol.get('checkpoint', 'best')}.pt", dev)
-    data = load(run_cfg["dataset"], source=run_cfg["data"]["source"],
-                synthetic_size=tuple(run_cfg["data"]["synthetic_size"]), n_train=0,
-                n_test=protocol.get("n_test"))
+    data = load_for_run(run_cfg, n_test=protocol.get("n_test"))
     loader = DeviceLoader(data.test, protocol.get("batch_size", 500), dev)
     kwargs = {}
     if protocol["attack"]["name"] == "autoattack":

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from . import checkpoint, precision, provenance
-from .data import load
+from .data.store import load_for_run
 from .data.loader import DeviceLoader, epoch_generator
 from .errors import BenchError
 from .evaluate import measure
@@ -52,9 +52,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     amp, channels_last = prec.get("amp", "none"), bool(prec.get("channels_last", False))
     seed = int(cfg["seed"])
 
-    data = load(cfg["dataset"], source=cfg["data"]["source"],
-                synthetic_size=tuple(cfg["data"]["synthetic_size"]),
-                n_train=cfg["data"].get("n_train"), n_test=cfg["selection"].get("n_test"))
+    data = load_for_run(cfg, n_test=cfg["selection"].get("n_test"))
     info = data.info
     train_loader = DeviceLoader(data.train, cfg["batch_size"], dev, shuffle=True, augment=info.augment,
                                 channels_last=channels_last)

@@ -15,7 +15,7 @@ import torch
 from bench.optim import build_optimizer, build_schedule
 from bench.train import selection_epochs
 
-from conftest import tiny_model
+from conftest import SHARED_DATA, tiny_model
 
 HERE = Path(__file__).parent
 
@@ -156,3 +156,21 @@ def test_bf16_autocast_and_channels_last_agree_with_fp32_on_cpu():
         assert loss.dtype == torch.float32
         losses.append(loss.item())
     assert losses[1] == pytest.approx(losses[0], rel=0.05)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST").exists(), reason="../shared/data not present")
+def test_training_and_evaluation_on_real_data(tmp_path, monkeypatch):
+    """A planned run on real data (exact MNIST), trained and evaluated like a mini-scale job."""
+    from bench.evaluate import run_protocol
+    from bench.train import train
+
+    monkeypatch.setenv("BENCH_DATA", str(SHARED_DATA))
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path))
+    cfg = {**CONFIG, "dataset": "mnist", "epochs": 1, "data": {"source": "real", "n_train": 256}}
+    cfg["model"] = {"name": "resnet", "blocks": [1, 1, 1, 1], "width": 4}
+    summary = train("mnist-run", cfg, tmp_path / "mini" / "runs" / "mnist-run", progress=False)
+    assert summary["dataset"]["exact"] is True and summary["dataset"]["n_train"] == 256
+    protocol = {"attack": {"name": "pgd", "steps": 2}, "n_test": 64, "checkpoint": "best"}
+    out = tmp_path / "eval.json"
+    res = run_protocol("mini", "mnist-run", cfg, "pgd", protocol, out, progress=False)
+    assert res["n"] == 64 and res["dataset"]["exact"] is True and out.exists()

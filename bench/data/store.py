@@ -109,3 +109,11 @@ def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (
     fp.update(dataset=name, full_train=len(ytr), full_test=len(yte), n_train=len(train.y),
               n_test=len(test.y), train_subset=train_idx, test_subset=test_idx)
     return Loaded(info, train, test, fp)
+
+
+def load_for_run(cfg: dict, n_test: int | None = None) -> Loaded:
+    """The data of a planned run: its dataset, source and training subset, and ``n_test``
+    test images."""
+    d = cfg["data"]
+    return load(cfg["dataset"], source=d["source"], synthetic_size=tuple(d.get("synthetic_size", (512, 256))),
+                n_train=d.get("n_train"), n_test=n_test)
