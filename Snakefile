@@ -1,5 +1,5 @@
 # The job graph of the suite, derived from the paper specs (bench/specs/*.yaml) and
-# the scales (bench/scales/*.yaml) by three generic rules: train, evaluate, render.
+# the scales (bench/scales/*.yaml) by generic rules: train, evaluate, render_table, render_figure.
 # No rule is written per table; a run needed by several targets is trained once.
 #
 #   snakemake --cores 2 smoke                      every target at the smoke scale
@@ -57,10 +57,10 @@ for _scale in REDUCED:
         input: PLANS[_scale].targets()
 
 
-def table_inputs(wc):
+def target_inputs(wc, kind):
     scale = scale_of(wc.prefix)
     plan = PLANS[scale]
-    table = plan.table(f"tables/{wc.prefix}{wc.name}")
+    table = plan.table(f"{kind}s/{wc.prefix}{wc.name}")
     keep = set(table.datasets)
     if plan.scale["data"]["source"] == "real":
         missing = [d for d in table.datasets if not available(d)]
@@ -78,7 +78,7 @@ def table_inputs(wc):
 
 
 rule render_table:
-    input: table_inputs
+    input: lambda wc: target_inputs(wc, "table")
     output:
         md="tables/{prefix}{name}.md",
         tex="tables/{prefix}{name}.tex",
@@ -90,12 +90,28 @@ rule render_table:
         "{BENCH} render --scale {params.scale}{params.partial}{FLAGS} tables/{wildcards.prefix}{wildcards.name}"
 
 
+rule render_figure:
+    input: lambda wc: target_inputs(wc, "figure")
+    output:
+        png="figures/{prefix}{name}.png",
+        pdf="figures/{prefix}{name}.pdf",
+        csv="figures/{prefix}{name}.csv",
+        md="figures/{prefix}{name}.md",
+    params:
+        scale=lambda wc: scale_of(wc.prefix),
+        partial=" --partial" if PARTIAL else "",
+    shell:
+        "{BENCH} render --scale {params.scale}{params.partial}{FLAGS} figures/{wildcards.prefix}{wildcards.name}"
+
+
 def _resources(kind, key, default=0):
     return lambda wc: PLANS[wc.scale].resources(kind, wc.run).get(key, default)
 
 
 rule evaluate:
-    input: f"{RESULTS}/{{scale}}/runs/{{run}}/run.json"
+    input:
+        lambda wc: [f"{RESULTS}/{wc.scale}/runs/{r}/run.json"
+                    for r in [wc.run, *PLANS[wc.scale].evaluation(wc.run, wc.protocol).requires.values()]]
     output: f"{RESULTS}/{{scale}}/evals/{{run}}/{{protocol}}.json"
     log: f"{RESULTS}/{{scale}}/evals/{{run}}/{{protocol}}.log"
     threads: THREADS

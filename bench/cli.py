@@ -95,7 +95,8 @@ def cmd_evaluate(args) -> None:
     ev = plan.evaluation(args.run_id, args.protocol_id)
     _threads(args.threads)
     run_protocol(args.scale, ev.run_id, plan.run(ev.run_id).config, ev.protocol_id, ev.protocol,
-                 layout.eval_path(args.scale, ev.run_id, ev.protocol_id), progress=not args.quiet)
+                 layout.eval_path(args.scale, ev.run_id, ev.protocol_id), progress=not args.quiet,
+                 helper_runs=ev.requires)
 
 
 def cmd_render(args) -> None:
@@ -109,6 +110,24 @@ def cmd_render(args) -> None:
         missing = {d: "absent" for d in table.datasets if not available(d)}
     for path in render(plan, table, missing):
         print(path)
+
+
+def cmd_pin(args) -> None:
+    from .report.regress import pin
+
+    print(pin(_plan(args).table(args.target).stem))
+
+
+def cmd_regress(args) -> None:
+    from .report.regress import regress
+
+    stem = _plan(args).table(args.target).stem
+    problems = regress(stem)
+    for p in problems:
+        print(f"DRIFT {p}", file=sys.stderr)
+    if problems:
+        raise BenchError(f"{stem}: {len(problems)} cell(s) drifted from the pinned reference")
+    print(f"{stem}: matches the pinned reference")
 
 
 def cmd_data(args) -> None:
@@ -172,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("target")
     sp.add_argument("--partial", action="store_true", help="render absent datasets' cells as not run")
     sp.set_defaults(fn=cmd_render)
+    sp = with_scale(sub.add_parser("pin", help="pin a rendered table as the reference for `regress`"))
+    sp.add_argument("target")
+    sp.set_defaults(fn=cmd_pin)
+    sp = with_scale(sub.add_parser("regress", help="compare a rendered table with its pinned reference"))
+    sp.add_argument("target")
+    sp.set_defaults(fn=cmd_regress)
     sp = sub.add_parser("data", help="check, fingerprint or download datasets")
     sp.add_argument("action", choices=["check", "fingerprint", "download"])
     sp.add_argument("names", nargs="*")

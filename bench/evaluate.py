@@ -39,8 +39,23 @@ def measure(model: torch.nn.Module, loader: DeviceLoader, attack_cfg: dict | Non
     return result
 
 
+def run_measure(model: torch.nn.Module, loader: DeviceLoader, cfg: dict, helpers: dict[str, torch.nn.Module],
+                seed: int = 0, progress=None) -> dict[str, Any]:
+    from .measures import MEASURES
+
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    result = MEASURES.get(cfg["name"])(model, helpers=helpers, **params).evaluate(loader, seed=seed,
+                                                                                   progress=progress)
+    result.setdefault("implementation", f"bench.measures.{cfg['name']} "
+                      f"(source {provenance.source_hash([MEASURES.source_file(cfg['name'])])})")
+    return result
+
+
 def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, protocol: dict,
-                 out: Path, progress: bool = True) -> dict[str, Any]:
+                 out: Path, progress: bool = True, helper_runs: dict[str, str] | None = None) -> dict[str, Any]:
+    """Evaluate a run's checkpoint under a protocol: an ``attack`` (clean and robust
+    accuracy) or a ``measure``; ``helper_runs`` name the runs whose selected models the
+    measure also needs."""
     from tqdm import tqdm
 
     dev = precision.device()
@@ -49,13 +64,19 @@ def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, proto
     model, ckpt = checkpoint.load(rdir / f"{protocol.get('checkpoint', 'best')}.pt", dev)
     data = load_for_run(run_cfg, n_test=protocol.get("n_test"))
     loader = DeviceLoader(data.test, protocol.get("batch_size", 500), dev)
-    kwargs = {}
-    if protocol["attack"]["name"] == "autoattack":
-        kwargs["state_path"] = out.with_name(out.stem + ".partial.json")
     bar = tqdm(total=len(loader), desc=f"{run_id} {protocol_id}", file=sys.stderr,
                disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
     start = time.perf_counter()
-    result = measure(model, loader, protocol["attack"], seed=protocol.get("seed", 0), progress=bar, **kwargs)
+    seed = protocol.get("seed", 0)
+    kwargs = {}
+    if "measure" in protocol:
+        helpers = {k: checkpoint.load(layout.run_dir(scale, r) / "best.pt", dev)[0]
+                   for k, r in (helper_runs or {}).items()}
+        result = run_measure(model, loader, protocol["measure"], helpers, seed=seed, progress=bar)
+    else:
+        if protocol["attack"]["name"] == "autoattack":
+            kwargs["state_path"] = out.with_name(out.stem + ".partial.json")
+        result = measure(model, loader, protocol["attack"], seed=seed, progress=bar, **kwargs)
     bar.close()
     result.update(
         run_id=run_id, protocol_id=protocol_id, protocol=protocol, scale=scale,

@@ -30,5 +30,6 @@ def scale_prefix(scale: str) -> str:
     return "" if scale == PAPER_SCALE else f"{scale}/"
 
 
-def table_stem(scale: str, paper: str, table: str) -> str:
-    return f"tables/{scale_prefix(scale)}{paper}_{table}"
+def target_stem(kind: str, scale: str, paper: str, name: str) -> str:
+    """``tables/[<scale>/]<paper>_<name>`` or ``figures/…`` (kind "table" or "figure")."""
+    return f"{kind}s/{scale_prefix(scale)}{paper}_{name}"

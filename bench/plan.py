@@ -27,6 +27,7 @@ from . import layout, scales, specs
 from .attacks import ATTACKS
 from .data.catalog import DATASETS
 from .errors import SpecError
+from .measures import MEASURES
 from .methods import METHODS
 from .models import MODELS, expand as expand_model
 from .provenance import PACKAGE, source_hash
@@ -85,6 +86,7 @@ class Evaluation:
     run_id: str
     protocol_id: str
     protocol: dict[str, Any]
+    requires: dict[str, str] = field(default_factory=dict)  # helper role → run id (measures)
 
     @property
     def key(self) -> str:
@@ -101,20 +103,39 @@ class Cell:
     evals: list[str]          # Evaluation keys, one per seed; empty when the paper has no such cell
     published: float | None
     std: float | None
+    runs: list[str] = field(default_factory=list)   # the runs behind the cell, one per seed
+    param: str | None = None  # a hyperparameter column: dotted path into the run config
+
+
+TARGET_SUFFIXES = {".md", ".tex", ".csv", ".png", ".pdf"}
 
 
 @dataclass
 class Table:
+    """A table or figure target: cells (row × setting × column) and what renders them."""
     paper: str
     table: str
     stem: str
     spec: dict[str, Any]
     paper_spec: dict[str, Any]
+    kind: str = "table"  # "table" | "figure"
     cells: list[Cell] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return self.stem + (".md" if self.kind == "table" else ".png")
+
+    @property
+    def aggregation(self) -> dict[str, Any]:
+        return {**self.paper_spec["aggregation"], **self.spec.get("aggregation", {})}
 
     @property
     def datasets(self) -> list[str]:
         return sorted({c.dataset for c in self.cells if c.evals})
+
+    @property
+    def planned(self) -> bool:
+        return any(c.runs for c in self.cells)
 
     def eval_keys(self, datasets: set[str] | None = None) -> list[str]:
         return sorted({k for c in self.cells if datasets is None or c.dataset in datasets for k in c.evals})
@@ -122,9 +143,9 @@ class Table:
 
 def published_cells(spec: dict[str, Any]):
     """Yield (table, setting, row, column, value, std) for every transcribed number."""
-    for tid, table in spec["tables"].items():
+    for tid, table in {**spec["tables"], **spec.get("figures", {})}.items():
         columns = list(table["columns"])
-        for sid, rows in table["published"].items():
+        for sid, rows in table.get("published", {}).items():
             for rid, values in rows.items():
                 for cid, v in zip(columns, values):
                     if v is None:
@@ -155,32 +176,55 @@ class Plan:
         base = recipe.pop("base", None)
         return deep_merge(self._recipe(spec, base, chain + (name,)), recipe) if base else recipe
 
-    def _protocol(self, spec: dict, name: str) -> tuple[str, dict[str, Any]]:
+    def _protocol(self, spec: dict, name: str, attack: dict | None = None) -> tuple[str, dict[str, Any]]:
+        """The resolved protocol ``name`` (its attack updated by ``attack``) and its id."""
         if name not in spec["protocols"]:
             raise SpecError(f"{spec['paper']}: unknown protocol {name!r}; known: {sorted(spec['protocols'])}")
         proto = copy.deepcopy(spec["protocols"][name])
-        attack_name = ATTACKS.check(proto["attack"]["name"])
         sp = self.scale.get("protocols", {})
-        for key in ("n_test", "batch_size"):
+        for key in ("n_test", "batch_size"):   # the scale's n_test caps the protocol's
             if key in sp:
-                proto[key] = sp[key]
-        proto["attack"] = deep_merge(proto["attack"], sp.get(attack_name, {}))
+                proto[key] = min(sp[key], proto.get(key) or sp[key])
         proto.setdefault("checkpoint", "best")
         proto.setdefault("n_test", None)
+        if "measure" in proto:
+            measure_name = MEASURES.check(proto["measure"]["name"])
+            proto["measure"] = deep_merge(proto["measure"], sp.get(measure_name, {}))
+            code = code_version(EVAL_CODE + ["measures/__init__.py", "measures/base.py",
+                                             f"measures/{measure_name}.py"])
+            return f"{name}-{short_hash(canonical(proto), code, n=8)}", proto
+        proto["attack"] = deep_merge(proto["attack"], attack or {})
+        attack_name = ATTACKS.check(proto["attack"]["name"])
+        proto["attack"] = deep_merge(proto["attack"], sp.get(attack_name, {}))
         code = code_version(EVAL_CODE + [f"attacks/{attack_name}.py"])
         impl = _package_version("pyautoattack") if attack_name == "autoattack" else "bench"
         return f"{name}-{short_hash(canonical(proto), code, impl, n=8)}", proto
 
-    def _run(self, spec: dict, tid: str, sid: str, rid: str, seed: int) -> Run | None:
+    def _evaluation(self, spec: dict, tid: str, table: dict, sid: str, seed: int, run: Run,
+                    pid: str, proto: dict) -> Evaluation:
+        """The evaluation of ``run``; a protocol whose ``helpers`` refer to rows is resolved
+        per (setting, seed), like HAT's helper, and its id includes those runs."""
+        requires = {}
+        for role, ref in proto.get("helpers", {}).items():
+            other = self._run(spec, tid, table, sid, ref["row"], seed)
+            if other is None:
+                raise SpecError(f"{spec['paper']}.{tid}: protocol helper row {ref['row']!r} is skipped in {sid!r}")
+            requires[role] = other.id
+        if requires:
+            proto = {**proto, "helpers": requires}
+            pid = f"{pid}-{short_hash(canonical(requires), n=6)}"
+        return self.evals.setdefault(f"{run.id}/{pid}", Evaluation(run.id, pid, proto, requires))
+
+    def _run(self, spec: dict, tid: str, table: dict, sid: str, rid: str, seed: int) -> Run | None:
         key = (spec["paper"], tid, sid, rid, seed)
         if key in self._memo:
             return self._memo[key]
         self._memo[key] = None  # guards against reference cycles
-        table = spec["tables"][tid]
         where = f"{spec['paper']}.{tid}"
-        if rid not in table["rows"]:
-            raise SpecError(f"{where}: unknown row {rid!r}; known: {sorted(table['rows'])}")
-        setting, row = table["settings"][sid], table["rows"][rid]
+        rows = table.get("row_defs", table["rows"])
+        if rid not in rows:
+            raise SpecError(f"{where}: unknown row {rid!r}; known: {sorted(rows)}")
+        setting, row = table["settings"][sid], rows[rid]
         over = row.get("settings", {}).get(sid, {})
         if over == "skip":
             return None
@@ -199,7 +243,9 @@ class Plan:
             schedule["milestones"] = [round(m * epochs / train["epochs"]) for m in schedule["milestones"]]
         selection = dict(train["selection"])
         sel_proto = selection.pop("protocol", None)
-        selection["n_test"] = sc.get("selection", {}).get("n_test")
+        # the scale's n_test caps the recipe's (e.g. BAT's "first test batch" of 128)
+        caps = [n for n in (selection.get("n_test"), sc.get("selection", {}).get("n_test")) if n]
+        selection["n_test"] = min(caps) if caps else None
         if selection["metric"] == "robust":
             if sel_proto is None:
                 raise SpecError(f"{where}: selection by robust accuracy needs a 'protocol'")
@@ -211,7 +257,7 @@ class Plan:
         requires: dict[str, str] = {}
         for k, v in list(method.items()):
             if isinstance(v, dict) and set(v) == {"row"}:
-                ref = self._run(spec, tid, sid, v["row"], seed)
+                ref = self._run(spec, tid, table, sid, v["row"], seed)
                 if ref is None:
                     raise SpecError(f"{where}: row {rid!r} needs row {v['row']!r} in setting {sid!r}, "
                                     f"which is skipped or circular")
@@ -235,50 +281,75 @@ class Plan:
         return run
 
     def _add_paper(self, spec: dict) -> None:
+        for kind, section in (("table", "tables"), ("figure", "figures")):
+            for tid, target in spec.get(section, {}).items():
+                self._add_target(spec, kind, tid, self._expand(spec, tid, target))
+
+    @staticmethod
+    def _expand(spec: dict, tid: str, table: dict) -> dict:
+        """Resolve ``like`` (settings and rows of another table) and ``rows_only``."""
+        table = dict(table)
+        if "like" in table:
+            other = {**spec["tables"], **spec.get("figures", {})}.get(table["like"])
+            if other is None:
+                raise SpecError(f"{spec['paper']}.{tid}: 'like' names unknown table {table['like']!r}")
+            table = {"settings": other["settings"], "rows": other["rows"], **table}
+        for key in ("settings", "rows"):
+            if key not in table:
+                raise SpecError(f"{spec['paper']}.{tid}: needs '{key}' (or 'like')")
+        if "rows_only" in table:
+            unknown = set(table["rows_only"]) - set(table["rows"])
+            if unknown:
+                raise SpecError(f"{spec['paper']}.{tid}: rows_only names unknown rows {sorted(unknown)}")
+            table["row_defs"] = table["rows"]   # every row stays referable (HAT's helper)
+            table["rows"] = {r: table["rows"][r] for r in table["rows_only"]}
+        return table
+
+    def _add_target(self, spec: dict, kind: str, tid: str, table: dict) -> None:
         paper = spec["paper"]
-        for tid, table in spec["tables"].items():
-            where = f"{paper}.{tid}"
-            stem = layout.table_stem(self.scale_name, paper, tid)
-            target = Table(paper, tid, stem, table, spec)
-            columns = table["columns"]
-            published = {(s, r, c): (v, sd) for t, s, r, c, v, sd in published_cells(spec) if t == tid}
-            for sid, rows in table["published"].items():
-                for rid, values in rows.items():
-                    if sid not in table["settings"] or rid not in table["rows"]:
-                        raise SpecError(f"{where}: published numbers for unknown setting/row {sid}/{rid}")
-                    if len(values) != len(columns):
-                        raise SpecError(f"{where}: published[{sid}][{rid}] has {len(values)} values "
-                                        f"for {len(columns)} columns")
-            protocols = {cid: self._protocol(spec, col["protocol"]) for cid, col in columns.items()}
-            for sid, setting in table["settings"].items():
-                for rid in table["rows"]:
-                    runs = [self._run(spec, tid, sid, rid, seed) for seed in spec["aggregation"]["seeds"]]
-                    for cid, col in columns.items():
+        where = f"{paper}.{tid}"
+        stem = layout.target_stem(kind, self.scale_name, paper, tid)
+        target = Table(paper, tid, stem, table, spec, kind)
+        columns = table["columns"]
+        published = {(s, r, c): (v, sd) for t, s, r, c, v, sd in published_cells(spec) if t == tid}
+        for sid, rows in table.get("published", {}).items():
+            for rid, values in rows.items():
+                if sid not in table["settings"] or rid not in table["rows"]:
+                    raise SpecError(f"{where}: published numbers for unknown setting/row {sid}/{rid}")
+                if len(values) != len(columns):
+                    raise SpecError(f"{where}: published[{sid}][{rid}] has {len(values)} values "
+                                    f"for {len(columns)} columns")
+        protocols = {cid: self._protocol(spec, col["protocol"], col.get("attack"))
+                     for cid, col in columns.items() if "protocol" in col}
+        seeds = target.aggregation["seeds"]
+        for sid, setting in table["settings"].items():
+            for rid in table["rows"]:
+                runs = [self._run(spec, tid, table, sid, rid, seed) for seed in seeds]
+                run_ids = [r.id for r in runs if r is not None]
+                for cid, col in columns.items():
+                    keys = []
+                    if cid in protocols:
                         pid, proto = protocols[cid]
-                        keys = []
-                        for run in runs:
-                            if run is None:
-                                continue
-                            ev = self.evals.setdefault(f"{run.id}/{pid}", Evaluation(run.id, pid, proto))
-                            keys.append(ev.key)
-                        value, std = published.get((sid, rid, cid), (None, None))
-                        target.cells.append(Cell(sid, rid, cid, setting["dataset"], col["metric"], keys,
-                                                 value, std))
-            for claim in table.get("claims", []):
-                _, refs = claims.parse(claim["check"])
-                for r, s, c in refs:
-                    cell = next((x for x in target.cells if (x.row, x.setting, x.column) == (r, s, c)), None)
-                    if cell is None or not cell.evals:
-                        raise SpecError(f"{where}: claim {claim['id']!r} refers to {r}.{s}.{c}, "
-                                        f"which is not a cell that runs (row.setting.column)")
-            self.tables[stem] = target
+                        keys = [self._evaluation(spec, tid, table, sid, seed, run, pid, proto).key
+                                for seed, run in zip(seeds, runs) if run is not None]
+                    value, std = published.get((sid, rid, cid), (None, None))
+                    target.cells.append(Cell(sid, rid, cid, setting["dataset"], col.get("metric", "param"), keys,
+                                             value, std, run_ids, col.get("param")))
+        for claim in table.get("claims", []):
+            _, refs = claims.parse(claim["check"])
+            for r, s, c in refs:
+                cell = next((x for x in target.cells if (x.row, x.setting, x.column) == (r, s, c)), None)
+                if cell is None or not cell.runs:
+                    raise SpecError(f"{where}: claim {claim['id']!r} refers to {r}.{s}.{c}, "
+                                    f"which is not a cell that runs (row.setting.column)")
+        self.tables[stem] = target
 
     # ---- queries ----------------------------------------------------------------------
     def targets(self) -> list[str]:
-        return sorted(f"{stem}.md" for stem in self.tables)
+        return sorted(t.target for t in self.tables.values())
 
     def table(self, stem: str) -> Table:
-        stem = stem.removesuffix(".md").removesuffix(".tex").removesuffix(".csv")
+        stem = str(Path(stem).with_suffix("")) if Path(stem).suffix in TARGET_SUFFIXES else stem
         if stem not in self.tables:
             raise SpecError(f"no target {stem!r} at scale {self.scale_name!r}; see `bench targets`")
         return self.tables[stem]

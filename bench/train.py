@@ -34,7 +34,10 @@ from .optim import build_optimizer, build_schedule
 
 
 def selection_epochs(sel: dict[str, Any], epochs: int) -> set[int]:
-    """1-indexed epochs after which the checkpoint criterion is measured."""
+    """1-indexed epochs after which the checkpoint criterion is measured
+    (metric "last": only the last epoch, i.e. no early stopping)."""
+    if sel["metric"] == "last":
+        return {epochs}
     every, last = sel.get("every", 1), sel.get("last", 0)
     return {e for e in range(1, epochs + 1) if e % every == 0 or e > epochs - last or e == epochs}
 
@@ -131,7 +134,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
             record["select_clean"] = res["clean"]
             if "robust" in res:
                 record["select_robust"] = res["robust"]
-            value = res[sel["metric"]]
+            value = res["clean" if sel["metric"] == "last" else sel["metric"]]
             if value >= best["value"]:
                 best = {"epoch": epoch + 1, "value": value}
                 checkpoint.save(run_dir / "best.pt", model, epoch=epoch + 1, metric=value, **meta)

@@ -13,7 +13,10 @@ from bench.errors import MissingDataError, UnknownNameError
 from conftest import SHARED_DATA
 
 
-@pytest.mark.parametrize("name", DATASETS.names())
+IMAGE_DATASETS = [n for n in DATASETS.names() if DATASETS.get(n).generator is None]
+
+
+@pytest.mark.parametrize("name", IMAGE_DATASETS)
 def test_synthetic_has_real_shape_and_classes_and_is_deterministic(name):
     info = DATASETS.get(name)
     a = load(name, source="synthetic", synthetic_size=(64, 32))
@@ -22,6 +25,17 @@ def test_synthetic_has_real_shape_and_classes_and_is_deterministic(name):
     assert int(a.train.y.max()) < info.num_classes and a.test.x.shape[0] == 32
     assert torch.equal(a.train.x, b.train.x) and a.fingerprint["sha256"] == b.fingerprint["sha256"]
     assert a.fingerprint["exact"] is False and a.fingerprint["source"] == "synthetic"
+
+
+def test_hat_toy_problem_follows_app_a():
+    d = load("toy3d", source="synthetic")   # generated from the paper's constants at every scale
+    assert d.fingerprint["exact"] is True and d.train.x.dtype == torch.float32
+    x, y = d.train.x, d.train.y
+    radius = x[:, :2].norm(dim=1)
+    assert abs(radius[y == 0].mean() - 0.35) < 0.1 and abs(radius[y == 1].mean() - 1.0) < 0.05
+    assert x[y == 0, 2].min() >= 0.65 and x[y == 0, 2].max() <= 0.70
+    assert x[y == 1, 2].min() >= 0.80 and x[y == 1, 2].max() <= 0.85
+    assert int((y == 0).sum()) == int((y == 1).sum())
 
 
 def test_missing_dataset_names_the_files_and_how_to_get_them(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..data.loader import to_float
 from ..fileio import read_json, write_json
 from . import ATTACKS
 from .base import Attack, model_mode, number
@@ -103,7 +104,7 @@ class AutoAttack(Attack):
             key = str(start)
             if key in done:
                 continue
-            x = loader.x[start:start + chunk].float().div(255)
+            x = to_float(loader.x[start:start + chunk])
             y = loader.y[start:start + chunk]
             handler, level = _Collect(), logger.level
             logger.addHandler(handler)

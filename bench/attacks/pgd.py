@@ -10,7 +10,9 @@ Arguments (defaults):
       −max(z_y − max_{j≠y} z_j, −κ) with confidence ``kappa`` (0 in HAT, 50 in FAT),
   random_start ("uniform" | "normal" | "none"): U(−ε, ε) (uniform in the ℓ2 ball for ℓ2),
       ``normal_std``·N(0, I) with normal_std=0.001 (TRADES family), or none,
-  clamp_start (True): clamp the start to [0, 1]; the TRADES family does not,
+  clamp_start (True): clamp the start to the input box; the TRADES family does not,
+  bounds ([0, 1]): the input box every iterate is clamped to; null for unbounded inputs
+      (HAT's toy problem),
   bn_mode ("eval" | "train").
 Losses are summed over the batch, so each example's gradient is its own. With
 several restarts an example keeps the first restart that fools the model, else the
@@ -69,6 +71,7 @@ class PGD(Attack):
     random_start: Start = Start.UNIFORM
     normal_std: float = 0.001
     clamp_start: bool = True
+    bounds: tuple[float, float] | None = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,7 +102,10 @@ class PGD(Attack):
             u = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, generator=g)
             delta = d / _flat_norm(d) * self.eps * u ** (1.0 / x[0].numel())
         x0 = x + delta
-        return x0.clamp(0, 1) if self.clamp_start else x0
+        return self.clamp(x0) if self.clamp_start else x0
+
+    def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.bounds is None else x.clamp(*self.bounds)
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         delta = x_adv - x
@@ -107,7 +113,7 @@ class PGD(Attack):
             delta = delta.clamp(-self.eps, self.eps)
         else:
             delta = delta * (self.eps / _flat_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
-        return (x + delta).clamp(0, 1)
+        return self.clamp(x + delta)
 
     def step(self, x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if self.norm is Norm.LINF:

@@ -27,12 +27,13 @@ class Source:
 class DatasetInfo:
     name: str
     num_classes: int
-    shape: tuple[int, int, int]  # C, H, W
+    shape: tuple[int, ...]  # C, H, W for images; (d,) for vectors
     n_train: int
     n_test: int
     augment: str  # "crop_flip" | "crop" | "none" (random crop pads by 4 with zeros)
     obtain: str  # how to get the files
     sources: tuple[Source, ...] = field(default_factory=tuple)
+    generator: str | None = None  # a function in bench.data.generated: the data is defined by a paper
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -98,4 +99,9 @@ _add(DatasetInfo(
                note="original layout; file checksums are not published, so unverified"),
         _imagefolder("tinyimagenet200"),
     ),
+))
+_add(DatasetInfo(
+    # HAT Sec. 3 / App. A: two noisy concentric circles in x1-x2, separable along x3.
+    "toy3d", 2, (3,), 2000, 2000, augment="none", generator="hat_toy",
+    obtain="generated from the constants of HAT App. A (nothing to download)",
 ))

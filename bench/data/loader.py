@@ -21,6 +21,11 @@ def epoch_generator(device: torch.device, seed: int, epoch: int, stream: int = 0
         (seed * 1_000_003 + epoch * 7919 + stream * 104_729) % (2**63 - 1))
 
 
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float in [0, 1]; float data (vectors) unchanged."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
 def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
     b, c, h, w = x.shape
     xp = F.pad(x, (pad, pad, pad, pad))
@@ -62,7 +67,7 @@ class DeviceLoader:
                  else torch.arange(self.n, device=self.device))
         for start in range(0, self.n, self.batch_size):
             idx = order[start:start + self.batch_size]
-            x = self.x[idx].float().div_(255)
+            x = to_float(self.x[idx])
             if self.augment != "none":
                 x = random_crop(x, self.pad, g)
                 if self.augment == "crop_flip":

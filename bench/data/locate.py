@@ -29,6 +29,8 @@ def locate(name: str, root: Path | None = None) -> tuple[Source, Path]:
     """The first source of ``name`` present under the data root, or a clear error."""
     info = DATASETS.get(name)
     root = data_root() if root is None else root
+    if info.generator is not None:
+        return Source("generated", "", True, "nothing: generated"), root
     for source in info.sources:
         if present(source.format, root / source.path):
             return source, root / source.path

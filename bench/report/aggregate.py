@@ -10,7 +10,7 @@ from .. import layout
 from ..fileio import read_json
 from ..plan import Cell, Plan, Table
 from . import claims as claims_mod
-from .verdicts import cell_verdict
+from .verdicts import cell_verdict, param_verdict
 
 
 @dataclass
@@ -53,6 +53,7 @@ class TableResult:
     environments: list[dict[str, Any]] = field(default_factory=list)
     budgets: dict[str, str] = field(default_factory=dict)                 # setting → budget text
     missing: dict[str, str] = field(default_factory=dict)                 # dataset → reason
+    throughput: dict[tuple[str, str], float] = field(default_factory=dict)  # (row, setting) → images/s
 
 
 def _stat(values: list[float], stat: str) -> tuple[float | None, float | None]:
@@ -60,6 +61,23 @@ def _stat(values: list[float], stat: str) -> tuple[float | None, float | None]:
         return None, None
     centre = statistics.fmean(values) if stat == "mean" else statistics.median(values)
     return centre, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def lookup(config: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return None
+        config = config[part]
+    return config
+
+
+def _param_cell(plan: Plan, cell: Cell) -> CellResult:
+    """A hyperparameter as the planned runs use it, against the published value."""
+    values = sorted({lookup(plan.run(r).config, cell.param) for r in cell.runs} - {None})
+    if len(values) > 1:
+        raise ValueError(f"{cell.param} differs between the seeds of {cell.row}/{cell.setting}: {values}")
+    value = float(values[0]) if values else None
+    return CellResult(cell, [value] if values else [], value, None, param_verdict(value, cell.published))
 
 
 def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> TableResult:
@@ -76,9 +94,12 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         results[key] = read_json(path)
 
     paper_scale = plan.scale_name == layout.PAPER_SCALE
-    stat = table.paper_spec["aggregation"]["stat"]
+    stat = table.aggregation["stat"]
     out = TableResult(table, plan.scale_name, [], [], missing=missing)
     for cell in table.cells:
+        if cell.param is not None:
+            out.cells.append(_param_cell(plan, cell))
+            continue
         got = [results[k] for k in cell.evals if k in results]
         values = [r[cell.metric] for r in got]
         mean, std = _stat(values, stat)
@@ -100,6 +121,13 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
             models = sorted({plan.run(r).config["model"]["name"] + "(" + ",".join(
                 f"{k}={v}" for k, v in plan.run(r).config["model"].items() if k != "name") + ")" for r in runs})
             out.budgets[sid] = f"{'/'.join(map(str, epochs))} epochs, {'; '.join(models)}"
+
+    for c in out.cells:
+        runs = {results[k]["run_id"] for k in c.cell.evals if k in results}
+        if runs and (c.cell.row, c.cell.setting) not in out.throughput:
+            speeds = [read_json(layout.run_dir(plan.scale_name, r) / "run.json")["throughput"]["images_per_s"]
+                      for r in sorted(runs)]
+            out.throughput[(c.cell.row, c.cell.setting)] = statistics.fmean(speeds)
 
     regen = {(c.cell.row, c.cell.setting, c.cell.column): c.mean for c in out.cells}
     pub = {(c.cell.row, c.cell.setting, c.cell.column): c.cell.published for c in out.cells}

@@ -27,6 +27,8 @@ def fmt_pub(c: CellResult) -> str:
 
 
 def fmt_regen(c: CellResult, with_n: bool = False) -> str:
+    if c.cell.param is not None:
+        return _num(c.mean)
     if c.mean is None:
         return "not run" if c.cell.evals else "–"
     text = _num(c.mean) + (f" ± {_num(c.std)}" if c.std is not None else "")
@@ -66,10 +68,11 @@ def _context(res: TableResult, plan: Plan) -> dict:
         scale=res.scale, scale_description=plan.scale["description"], generated=provenance.now(),
         commit=provenance.git_commit(), datasets=dict(sorted(res.datasets.items())), missing=res.missing,
         implementations=res.implementations, budgets=res.budgets,
-        stat=t.paper_spec["aggregation"]["stat"], seeds=t.paper_spec["aggregation"]["seeds"], rule=RULE,
+        stat=t.aggregation["stat"], seeds=t.aggregation["seeds"], rule=RULE,
         settings=t.spec["settings"], columns=t.spec["columns"], rows=t.spec["rows"],
         row_header=t.spec.get("row_header", "Algorithm"), cells=res.cells, claims=res.claims,
-        choices=t.paper_spec.get("choices", []), cell=lambda r, s, c: lookup[(r, s, c)],
+        choices=t.paper_spec.get("choices", []), throughput=res.throughput,
+        device=sorted({e.get("cuda_device", "CPU") for e in res.environments}), cell=lambda r, s, c: lookup[(r, s, c)],
         fmt_pub=fmt_pub, fmt_regen=fmt_regen, fmt_delta=fmt_delta, fmt_claim=fmt_claim,
         exactness=exactness, tex=tex, fmt_tex=fmt_tex)
 
@@ -78,20 +81,28 @@ def to_csv(res: TableResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["paper", "table", "scale", "setting", "row", "column", "published", "published_std",
-                "mean", "std", "n", "delta", "verdict", "values"])
+                "mean", "std", "n", "delta", "verdict", "values", "dataset_sha256"])
     for c in res.cells:
+        fp = res.datasets.get(c.cell.dataset, {}) if c.n else {}
         w.writerow([res.table.paper, res.table.table, res.scale, c.cell.setting, c.cell.row, c.cell.column,
                     c.cell.published, c.cell.std, c.mean, c.std, c.n, c.delta, c.verdict,
-                    " ".join(f"{v:.4f}" for v in c.values)])
+                    " ".join(f"{v:.4f}" for v in c.values), fp.get("sha256", "")])
     return buf.getvalue()
 
 
 def render(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> list[Path]:
+    """Write the target's files: a table's .md/.tex/.csv, or a figure's .png/.pdf, the
+    .csv of the data it plots, and an .md comparison with the published numbers."""
     res = collect(plan, table, missing)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     ctx = _context(res, plan)
-    outputs = {".md": env.get_template("table.md.j2").render(ctx),
-               ".tex": env.get_template("table.tex.j2").render(ctx),
-               ".csv": to_csv(res)}
-    return [write_text(f"{table.stem}{ext}", text) for ext, text in outputs.items()]
+    outputs = {".md": env.get_template("table.md.j2").render(ctx)}
+    if table.kind == "table":
+        outputs[".tex"] = env.get_template("table.tex.j2").render(ctx)
+        outputs[".csv"] = to_csv(res)
+        return [write_text(f"{table.stem}{ext}", text) for ext, text in outputs.items()]
+    from .figures import draw
+
+    written = draw(plan, res)
+    return written + [write_text(f"{table.stem}{ext}", text) for ext, text in outputs.items()]

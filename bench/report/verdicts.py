@@ -11,6 +11,7 @@ DIFFERS = "differs"
 SCALE = "scale ≠ paper"
 SUBSTITUTE = "substitute data"
 NOT_RUN = "not run"
+MATCHES = "matches the runs"
 NOT_REPORTED = "not in paper"
 ABSENT = "–"
 
@@ -35,3 +36,12 @@ def cell_verdict(*, planned: bool, mean: float | None, std: float | None, publis
     if not exact_data:
         return SUBSTITUTE
     return REPRODUCED if abs(mean - published) <= tolerance(std_pub, std) else DIFFERS
+
+
+def param_verdict(value: float | None, published: float | None) -> str:
+    """A hyperparameter printed in the paper against the one the runs use."""
+    if value is None:
+        return ABSENT if published is None else DIFFERS
+    if published is None:
+        return NOT_REPORTED
+    return MATCHES if math.isclose(value, published, rel_tol=1e-9) else DIFFERS
