@@ -321,6 +321,10 @@ class Plan:
                                     f"for {len(columns)} columns")
         protocols = {cid: self._protocol(spec, col["protocol"], col.get("attack"))
                      for cid, col in columns.items() if "protocol" in col}
+        for cid, (_, proto) in protocols.items():
+            if "attack" in proto and columns[cid]["metric"] not in ("clean", "robust"):
+                raise SpecError(f"{where}: column {cid!r} reads metric {columns[cid]['metric']!r} of an attack "
+                                f"protocol; attacks give 'clean' and 'robust'")
         seeds = target.aggregation["seeds"]
         for sid, setting in table["settings"].items():
             for rid in table["rows"]:

@@ -36,7 +36,7 @@ from .optim import build_optimizer, build_schedule
 def selection_epochs(sel: dict[str, Any], epochs: int) -> set[int]:
     """1-indexed epochs after which the checkpoint criterion is measured
     (metric "last": only the last epoch, i.e. no early stopping)."""
-    if sel["metric"] == "last":
+    if sel.get("metric") == "last":
         return {epochs}
     every, last = sel.get("every", 1), sel.get("last", 0)
     return {e for e in range(1, epochs + 1) if e % every == 0 or e > epochs - last or e == epochs}
