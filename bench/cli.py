@@ -95,8 +95,7 @@ def cmd_evaluate(args) -> None:
     ev = plan.evaluation(args.run_id, args.protocol_id)
     _threads(args.threads)
     run_protocol(args.scale, ev.run_id, plan.run(ev.run_id).config, ev.protocol_id, ev.protocol,
-                 layout.eval_path(args.scale, ev.run_id, ev.protocol_id), progress=not args.quiet,
-                 helper_runs=ev.requires)
+                 layout.eval_path(args.scale, ev.run_id, ev.protocol_id), progress=not args.quiet)
 
 
 def cmd_render(args) -> None:

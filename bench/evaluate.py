@@ -52,10 +52,10 @@ def run_measure(model: torch.nn.Module, loader: DeviceLoader, cfg: dict, helpers
 
 
 def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, protocol: dict,
-                 out: Path, progress: bool = True, helper_runs: dict[str, str] | None = None) -> dict[str, Any]:
+                 out: Path, progress: bool = True) -> dict[str, Any]:
     """Evaluate a run's checkpoint under a protocol: an ``attack`` (clean and robust
-    accuracy) or a ``measure``; ``helper_runs`` name the runs whose selected models the
-    measure also needs."""
+    accuracy) or a ``measure``, which may also need other runs' models (the protocol's
+    resolved ``helpers``: run and checkpoint per role)."""
     from tqdm import tqdm
 
     dev = precision.device()
@@ -70,8 +70,8 @@ def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, proto
     seed = protocol.get("seed", 0)
     kwargs = {}
     if "measure" in protocol:
-        helpers = {k: checkpoint.load(layout.run_dir(scale, r) / "best.pt", dev)[0]
-                   for k, r in (helper_runs or {}).items()}
+        helpers = {role: checkpoint.load(layout.run_dir(scale, h["run"]) / f"{h['checkpoint']}.pt", dev)[0]
+                   for role, h in protocol.get("helpers", {}).items()}
         result = run_measure(model, loader, protocol["measure"], helpers, seed=seed, progress=bar)
     else:
         if protocol["attack"]["name"] == "autoattack":

@@ -34,11 +34,13 @@ from .provenance import PACKAGE, source_hash
 from .report import claims
 
 # Source files every training run depends on; the model, method and attack files are added per run.
+DATA_CODE = [f"data/{f}.py" for f in ("__init__", "catalog", "locate", "store", "readers", "synthetic",
+                                      "generated", "loader")]
 TRAIN_CODE = ["train.py", "optim.py", "precision.py", "checkpoint.py", "evaluate.py", "registry.py",
-              "numbers.py", "fileio.py", "data", "models/__init__.py", "models/base.py",
+              "numbers.py", "fileio.py", *DATA_CODE, "models/__init__.py", "models/base.py",
               "methods/__init__.py", "methods/base.py", "attacks/__init__.py", "attacks/base.py"]
 EVAL_CODE = ["evaluate.py", "checkpoint.py", "precision.py", "registry.py", "numbers.py", "fileio.py",
-             "data", "attacks/__init__.py", "attacks/base.py", "models"]
+             *DATA_CODE, "attacks/__init__.py", "attacks/base.py", "models"]
 
 
 def deep_merge(base: Any, over: Any) -> Any:
@@ -105,6 +107,11 @@ class Cell:
     std: float | None
     runs: list[str] = field(default_factory=list)   # the runs behind the cell, one per seed
     param: str | None = None  # a hyperparameter column: dotted path into the run config
+    data: list[str] = field(default_factory=list)   # further datasets its protocol reads (CIFAR-10-C)
+
+    @property
+    def datasets(self) -> set[str]:
+        return {self.dataset, *self.data}
 
 
 TARGET_SUFFIXES = {".md", ".tex", ".csv", ".png", ".pdf"}
@@ -131,14 +138,48 @@ class Table:
 
     @property
     def datasets(self) -> list[str]:
-        return sorted({c.dataset for c in self.cells if c.evals})
+        return sorted({d for c in self.cells if c.evals for d in c.datasets})
 
     @property
     def planned(self) -> bool:
         return any(c.runs for c in self.cells)
 
     def eval_keys(self, datasets: set[str] | None = None) -> list[str]:
-        return sorted({k for c in self.cells if datasets is None or c.dataset in datasets for k in c.evals})
+        """The evaluations of the cells whose datasets are all in ``datasets`` (default: all)."""
+        return sorted({k for c in self.cells if datasets is None or c.datasets <= datasets for k in c.evals})
+
+
+def snapshot_epoch(paper_epoch: int, config: dict[str, Any]) -> int:
+    """A snapshot epoch of the paper's budget, at the run's budget (as train.snapshots)."""
+    return max(1, round(paper_epoch * config["epochs"] / config.get("paper_epochs", config["epochs"])))
+
+
+def _sweep_id(value: Any) -> str:
+    return str(value).replace(".", "p").replace("/", "_").replace("-", "m")
+
+
+def expand_sweeps(rows: dict[str, Any], where: str) -> dict[str, Any]:
+    """A row with ``sweep: {param: method.beta, values: [...], label: "β={}"}`` becomes
+    one row per value, ``<row>_<value>`` (dots as "p": ``trades_1p0``), in order, each
+    remembering its ``group`` (the original row) and ``value``."""
+    out: dict[str, Any] = {}
+    for rid, row in rows.items():
+        if "sweep" not in row:
+            out[rid] = row
+            continue
+        sweep = row["sweep"]
+        path = sweep["param"].split(".")
+        if path[0] not in ("method", "train") or len(path) < 2:
+            raise SpecError(f"{where}: row {rid!r} sweeps {sweep['param']!r}; sweep a method.* or train.* path")
+        for value in sweep["values"]:
+            new = copy.deepcopy({k: v for k, v in row.items() if k != "sweep"})
+            node = new.setdefault(path[0], {})
+            for part in path[1:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+            new.update(label=sweep.get("label", row["label"] + " {}").format(value), group=rid, value=value)
+            out[f"{rid}_{_sweep_id(value)}"] = new
+    return out
 
 
 def published_cells(spec: dict[str, Any]):
@@ -187,11 +228,15 @@ class Plan:
                 proto[key] = min(sp[key], proto.get(key) or sp[key])
         proto.setdefault("checkpoint", "best")
         proto.setdefault("n_test", None)
+        for name_ in proto.get("data", []):
+            DATASETS.get(name_)
+        if self.scale["data"]["source"] == "synthetic":
+            proto.pop("data", None)   # the smoke scale stands in for these too (scale overrides)
         if "measure" in proto:
             measure_name = MEASURES.check(proto["measure"]["name"])
             proto["measure"] = deep_merge(proto["measure"], sp.get(measure_name, {}))
             code = code_version(EVAL_CODE + ["measures/__init__.py", "measures/base.py",
-                                             f"measures/{measure_name}.py"])
+                                             f"measures/{measure_name}.py", "data/corruptions.py"])
             return f"{name}-{short_hash(canonical(proto), code, n=8)}", proto
         proto["attack"] = deep_merge(proto["attack"], attack or {})
         attack_name = ATTACKS.check(proto["attack"]["name"])
@@ -204,15 +249,22 @@ class Plan:
                     pid: str, proto: dict) -> Evaluation:
         """The evaluation of ``run``; a protocol whose ``helpers`` refer to rows is resolved
         per (setting, seed), like HAT's helper, and its id includes those runs."""
-        requires = {}
+        requires, helpers = {}, {}
         for role, ref in proto.get("helpers", {}).items():
             other = self._run(spec, tid, table, sid, ref["row"], seed)
             if other is None:
                 raise SpecError(f"{spec['paper']}.{tid}: protocol helper row {ref['row']!r} is skipped in {sid!r}")
             requires[role] = other.id
+            helpers[role] = {"run": other.id, "checkpoint": "best"}
+            if "epoch" in ref:  # a snapshot the helper run keeps (train.snapshots), rescaled like them
+                epoch = snapshot_epoch(ref["epoch"], other.config)
+                if epoch not in other.config.get("snapshots", []):
+                    raise SpecError(f"{spec['paper']}.{tid}: row {ref['row']!r} keeps no snapshot at epoch "
+                                    f"{ref['epoch']} (add it to its train.snapshots)")
+                helpers[role]["checkpoint"] = f"epoch{epoch}"
         if requires:
-            proto = {**proto, "helpers": requires}
-            pid = f"{pid}-{short_hash(canonical(requires), n=6)}"
+            proto = {**proto, "helpers": helpers}
+            pid = f"{pid}-{short_hash(canonical(helpers), n=6)}"
         return self.evals.setdefault(f"{run.id}/{pid}", Evaluation(run.id, pid, proto, requires))
 
     def _run(self, spec: dict, tid: str, table: dict, sid: str, rid: str, seed: int) -> Run | None:
@@ -228,7 +280,8 @@ class Plan:
         over = row.get("settings", {}).get(sid, {})
         if over == "skip":
             return None
-        train = deep_merge(self._recipe(spec, setting["recipe"]), row.get("train", {}))
+        row_train = dict(row.get("train", {}))   # a row may start from another recipe ("base")
+        train = deep_merge(self._recipe(spec, row_train.pop("base", setting["recipe"])), row_train)
         train = deep_merge(train, over.get("train", {}))
         method = deep_merge(row["method"], over.get("method", {}))
         METHODS.check(method["name"])
@@ -262,6 +315,15 @@ class Plan:
                     raise SpecError(f"{where}: row {rid!r} needs row {v['row']!r} in setting {sid!r}, "
                                     f"which is skipped or circular")
                 method[k] = requires[k] = ref.id
+        extra = {}
+        if "init" in train:  # start from another row's selected checkpoint (fine-tuning)
+            ref = self._run(spec, tid, table, sid, train["init"]["row"], seed)
+            if ref is None:
+                raise SpecError(f"{where}: row {rid!r} starts from row {train['init']['row']!r}, which is skipped")
+            extra["init"] = requires["init"] = ref.id
+        if "snapshots" in train:  # keep the weights after these epochs, rescaled with the budget
+            extra["snapshots"] = sorted({max(1, round(e * epochs / train["epochs"])) for e in train["snapshots"]})
+            extra["paper_epochs"] = train["epochs"]
         config = {
             "dataset": setting["dataset"], "data": data, "model": model, "method": method,
             "attack": deep_merge(train["attack"], sc.get("attack", {})),
@@ -269,7 +331,7 @@ class Plan:
             "optimizer": train["optimizer"], "schedule": schedule, "selection": selection,
             "precision": {"amp": self.overrides.get("amp", "none"),
                           "channels_last": bool(self.overrides.get("channels_last", False))},
-            "seed": seed,
+            "seed": seed, **extra,
         }
         attacks = {"pgd"} | ({selection["attack"]["name"]} if "attack" in selection else set())
         code = code_version(TRAIN_CODE + [f"models/{model['name']}.py", f"methods/{method['name']}.py"]
@@ -297,12 +359,15 @@ class Plan:
         for key in ("settings", "rows"):
             if key not in table:
                 raise SpecError(f"{spec['paper']}.{tid}: needs '{key}' (or 'like')")
+        table["rows"] = expand_sweeps(table["rows"], f"{spec['paper']}.{tid}")
         if "rows_only" in table:
-            unknown = set(table["rows_only"]) - set(table["rows"])
+            groups = {r.get("group", rid) for rid, r in table["rows"].items()}
+            unknown = set(table["rows_only"]) - set(table["rows"]) - groups
             if unknown:
                 raise SpecError(f"{spec['paper']}.{tid}: rows_only names unknown rows {sorted(unknown)}")
             table["row_defs"] = table["rows"]   # every row stays referable (HAT's helper)
-            table["rows"] = {r: table["rows"][r] for r in table["rows_only"]}
+            table["rows"] = {rid: r for rid, r in table["rows"].items()
+                             if rid in table["rows_only"] or r.get("group") in table["rows_only"]}
         return table
 
     def _add_target(self, spec: dict, kind: str, tid: str, table: dict) -> None:
@@ -312,9 +377,14 @@ class Plan:
         target = Table(paper, tid, stem, table, spec, kind)
         columns = table["columns"]
         published = {(s, r, c): (v, sd) for t, s, r, c, v, sd in published_cells(spec) if t == tid}
+        # with ``match``, a sweep stands for its one member that matches a reference row
+        groups = {r["group"] for r in table["rows"].values() if "group" in r} if "match" in table else set()
+        if "match" in table and (table["match"]["to"] not in table["rows"]
+                                 or table["match"]["by"] not in columns):
+            raise SpecError(f"{where}: match needs a row 'to' and a column 'by' of this table")
         for sid, rows in table.get("published", {}).items():
             for rid, values in rows.items():
-                if sid not in table["settings"] or rid not in table["rows"]:
+                if sid not in table["settings"] or (rid not in table["rows"] and rid not in groups):
                     raise SpecError(f"{where}: published numbers for unknown setting/row {sid}/{rid}")
                 if len(values) != len(columns):
                     raise SpecError(f"{where}: published[{sid}][{rid}] has {len(values)} values "
@@ -337,12 +407,14 @@ class Plan:
                         keys = [self._evaluation(spec, tid, table, sid, seed, run, pid, proto).key
                                 for seed, run in zip(seeds, runs) if run is not None]
                     value, std = published.get((sid, rid, cid), (None, None))
+                    data = protocols[cid][1].get("data", []) if cid in protocols else []
                     target.cells.append(Cell(sid, rid, cid, setting["dataset"], col.get("metric", "param"), keys,
-                                             value, std, run_ids, col.get("param")))
+                                             value, std, run_ids, col.get("param"), data))
         for claim in table.get("claims", []):
             _, refs = claims.parse(claim["check"])
             for r, s, c in refs:
-                cell = next((x for x in target.cells if (x.row, x.setting, x.column) == (r, s, c)), None)
+                cell = next((x for x in target.cells if (x.row == r or table["rows"][x.row].get("group") == r
+                                                         and r in groups) and (x.setting, x.column) == (s, c)), None)
                 if cell is None or not cell.runs:
                     raise SpecError(f"{where}: claim {claim['id']!r} refers to {r}.{s}.{c}, "
                                     f"which is not a cell that runs (row.setting.column)")

@@ -75,6 +75,11 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
                              f"train that run first")
         helpers[key], _ = checkpoint.load(hdir / "best.pt", dev)
     method = cls(model, cfg.get("attack"), helpers=helpers, **method_cfg)
+    if "init" in cfg:  # fine-tuning: start from another run's selected checkpoint
+        init_dir = (helper_dirs or {}).get("init")
+        if init_dir is None or not (init_dir / "best.pt").exists():
+            raise BenchError(f"run {run_id}: the run to start from ({cfg['init']}) has no best.pt; train it first")
+        model.load_state_dict(checkpoint.load(init_dir / "best.pt", dev)[0].state_dict())
     optimizer = build_optimizer(model.parameters(), cfg["optimizer"])
     epochs = int(cfg["epochs"])
     scheduler = build_schedule(optimizer, cfg["schedule"], epochs, len(train_loader))
@@ -140,6 +145,8 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
                 checkpoint.save(run_dir / "best.pt", model, epoch=epoch + 1, metric=value, **meta)
         history.append(record)
         checkpoint.save(run_dir / "last.pt", model, epoch=epoch + 1, **meta)
+        if epoch + 1 in cfg.get("snapshots", ()):
+            checkpoint.save(run_dir / f"epoch{epoch + 1}.pt", model, epoch=epoch + 1, **meta)
         write_json(run_dir / "metrics.json", history)
         torch_save(state_path, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(),
                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

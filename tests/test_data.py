@@ -90,3 +90,21 @@ def test_real_mnist_is_exact_and_jpeg_cifar10_is_a_labelled_substitute(monkeypat
     if os.environ.get("BENCH_SLOW") == "1":  # decoding 60k JPEGs takes a while
         cifar = load("cifar10", n_train=100, n_test=50)
         assert cifar.fingerprint["exact"] is False and "substitute" in cifar.fingerprint["note"]
+
+
+def test_imagefolder_decodes_to_contiguous_nchw(tmp_path, monkeypatch):
+    """Decoded images are C-ordered N×C×H×W (AutoAttack views gradients shaped like them)."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("airplane", "automobile"):
+            d = tmp_path / "cifar10" / split / cls
+            d.mkdir(parents=True)
+            for i in range(2):
+                pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(d / f"{i}.png")
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path))
+    data = load("cifar10")
+    assert data.train.x.shape == (4, 3, 32, 32) and data.train.x.is_contiguous()
+    assert data.test.y.tolist() == [0, 0, 1, 1] and data.fingerprint["exact"] is None
+    assert data.fingerprint["source"] == "imagefolder:cifar10"

@@ -104,7 +104,7 @@ class AutoAttack(Attack):
             key = str(start)
             if key in done:
                 continue
-            x = to_float(loader.x[start:start + chunk])
+            x = to_float(loader.x[start:start + chunk]).contiguous()  # pyautoattack views gradients
             y = loader.y[start:start + chunk]
             handler, level = _Collect(), logger.level
             logger.addHandler(handler)

@@ -105,3 +105,23 @@ _add(DatasetInfo(
     "toy3d", 2, (3,), 2000, 2000, augment="none", generator="hat_toy",
     obtain="generated from the constants of HAT App. A (nothing to download)",
 ))
+
+#: CIFAR-10-C's 15 benchmark corruptions (Hendrycks & Dietterich, ICLR 2019; the set of
+#: RobustBench's ``CORRUPTIONS``), by family: noise, blur, weather, digital.
+CIFAR10C_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise",
+                        "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+                        "snow", "frost", "fog", "brightness",
+                        "contrast", "elastic_transform", "pixelate", "jpeg_compression")
+_add(DatasetInfo(
+    # Test-only: each <corruption>.npy holds the 10000 CIFAR-10 test images at severities
+    # 1..5 in blocks of 10000 (50000×32×32×3 uint8); read by bench.data.corruptions, not by
+    # bench.data.load (the measure 'corruptions' reads it). n_test: images per severity.
+    "cifar10c", 10, (3, 32, 32), 0, 10000, augment="none",
+    obtain="https://zenodo.org/record/2535967 (CIFAR-10-C.tar, Hendrycks & Dietterich 2019) "
+           "extracted into the data root",
+    sources=(
+        Source("cifar10c_npy", "CIFAR-10-C", None,
+               "CIFAR-10-C/{labels," + ",".join(CIFAR10C_CORRUPTIONS) + "}.npy",
+               note="the published .npy files; no per-file checksums are published, so unverified"),
+    ),
+))

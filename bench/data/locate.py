@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import MissingDataError
-from .catalog import DATASETS, DatasetInfo, Source
+from .catalog import CIFAR10C_CORRUPTIONS, DATASETS, DatasetInfo, Source
 
 _PRESENT = {
     "cifar_pickle": lambda d: (d / "test_batch").exists() or (d / "test").is_file(),
@@ -14,6 +14,7 @@ _PRESENT = {
     "svhn_mat": lambda d: (d / "test_32x32.mat").exists(),
     "tinyimagenet": lambda d: (d / "val" / "val_annotations.txt").exists(),
     "imagefolder": lambda d: (d / "train").is_dir() and (d / "test").is_dir(),
+    "cifar10c_npy": lambda d: all((d / f"{c}.npy").is_file() for c in ("labels", *CIFAR10C_CORRUPTIONS)),
 }
 
 

@@ -59,7 +59,7 @@ def verify(directory: Path, table: str) -> bool:
 
 
 def _to_tensors(xtr, ytr, xte, yte):
-    t = lambda a: torch.from_numpy(np.array(a))  # copy: readers may return read-only buffers
+    t = lambda a: torch.from_numpy(np.array(a, order="C"))  # a C-ordered, writable copy
     return t(xtr), t(ytr).long(), t(xte), t(yte).long()
 
 

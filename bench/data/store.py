@@ -101,7 +101,7 @@ def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (
     elif source == "real":
         src, directory = locate(name)
         entry = _decode_cached(info, src, directory)
-        xtr, ytr, xte, yte = entry["x_train"], entry["y_train"], entry["x_test"], entry["y_test"]
+        xtr, ytr, xte, yte = (entry[k].contiguous() for k in ("x_train", "y_train", "x_test", "y_test"))
         if src.exact:
             exact = bool(entry["verified"])
             note = "" if exact else "checksums differ from the original files: not the original"

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import layout
 from ..fileio import read_json
-from ..plan import Cell, Plan, Table
+from ..plan import Cell, Plan, Table, published_cells
 from . import claims as claims_mod
 from .verdicts import cell_verdict, param_verdict
 
@@ -21,6 +21,7 @@ class CellResult:
     std: float | None
     verdict: str
     note: str = ""
+    exact: bool = True        # computed on exact (not substitute) data
 
     @property
     def n(self) -> int:
@@ -40,6 +41,7 @@ class ClaimResult:
     check: str
     regenerated: bool | None
     published: bool | None
+    budget: str = ""          # scale and training budget the regenerated verdict was checked at
 
 
 @dataclass
@@ -54,6 +56,7 @@ class TableResult:
     budgets: dict[str, str] = field(default_factory=dict)                 # setting → budget text
     missing: dict[str, str] = field(default_factory=dict)                 # dataset → reason
     throughput: dict[tuple[str, str], float] = field(default_factory=dict)  # (row, setting) → images/s
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)          # displayed rows
 
 
 def _stat(values: list[float], stat: str) -> tuple[float | None, float | None]:
@@ -80,14 +83,46 @@ def _param_cell(plan: Plan, cell: Cell) -> CellResult:
     return CellResult(cell, [value] if values else [], value, None, param_verdict(value, cell.published))
 
 
+def _match(table: Table, out: TableResult) -> None:
+    """Replace each sweep by its member whose ``by`` column is closest to the ``to`` row's
+    (e.g. HAT Table 6: the TRADES and HAT models as robust as AT), per setting."""
+    by, to = table.spec["match"]["by"], table.spec["match"]["to"]
+    rows = table.spec["rows"]
+    cells = {(c.cell.row, c.cell.setting, c.cell.column): c for c in out.cells}
+    published = {(s, r, c): (v, sd) for t, s, r, c, v, sd in published_cells(table.paper_spec) if t == table.table}
+    groups: dict[str, list[str]] = {}
+    for rid, row in rows.items():
+        if "group" in row:
+            groups.setdefault(row["group"], []).append(rid)
+    kept = [c for c in out.cells if "group" not in rows[c.cell.row]]
+    out.rows = {rid: row for rid, row in rows.items() if "group" not in row}
+    for group, members in groups.items():
+        for sid in table.spec["settings"]:
+            ref = cells[(to, sid, by)].mean
+            scored = [(abs(cells[(m, sid, by)].mean - ref), m) for m in members
+                      if ref is not None and cells[(m, sid, by)].mean is not None]
+            chosen = min(scored)[1] if scored else None
+            note = (f"{rows[chosen]['label']}: {by} closest to {rows[to]['label']}'s" if chosen
+                    else "no member measured yet")
+            for cid in table.spec["columns"]:
+                src = cells[(chosen or members[0], sid, cid)]
+                value, std = published.get((sid, group, cid), (None, None))
+                cell = replace(src.cell, row=group, published=value, std=std)
+                mean = src.mean if chosen else None
+                verdict = cell_verdict(planned=True, mean=mean, std=src.std, published=value, std_pub=std,
+                                       paper_scale=out.scale == layout.PAPER_SCALE, exact_data=src.exact)
+                kept.append(CellResult(cell, src.values if chosen else [], mean, src.std if chosen else None,
+                                       verdict, note, src.exact))
+            out.rows[group] = {"label": rows[members[0]].get("series", group)}
+    out.cells = kept
+
+
 def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> TableResult:
     """Read every available evaluation of ``table``; datasets in ``missing`` render as not run."""
     missing = missing or {}
     results: dict[str, dict] = {}
-    for key in table.eval_keys():
+    for key in table.eval_keys(set(table.datasets) - set(missing)):
         ev = plan.evals[key]
-        if plan.run(ev.run_id).dataset in missing:
-            continue
         path = layout.eval_path(plan.scale_name, ev.run_id, ev.protocol_id)
         if not Path(path).exists():
             raise FileNotFoundError(f"{path} is missing: evaluate {key} first (snakemake builds it)")
@@ -106,8 +141,9 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         exact = all(r["train_dataset"].get("exact") is not False for r in got)
         verdict = cell_verdict(planned=bool(cell.evals), mean=mean, std=std, published=cell.published,
                                std_pub=cell.std, paper_scale=paper_scale, exact_data=exact)
-        note = f"dataset {cell.dataset} absent" if cell.dataset in missing and cell.evals else ""
-        out.cells.append(CellResult(cell, values, mean, std, verdict, note))
+        absent = sorted(cell.datasets & set(missing))
+        note = f"dataset {', '.join(absent)} absent" if absent and cell.evals else ""
+        out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact))
         for r in got:
             out.datasets[r["train_dataset"]["dataset"]] = r["train_dataset"]
             out.implementations.append(r.get("implementation", "?"))
@@ -115,12 +151,15 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
     out.implementations = sorted(set(out.implementations))
 
     for sid in table.spec["settings"]:
-        runs = {plan.evals[k].run_id for c in table.cells if c.setting == sid for k in c.evals}
-        epochs = sorted({plan.run(r).config["epochs"] for r in runs})
-        if runs:
-            models = sorted({plan.run(r).config["model"]["name"] + "(" + ",".join(
-                f"{k}={v}" for k, v in plan.run(r).config["model"].items() if k != "name") + ")" for r in runs})
-            out.budgets[sid] = f"{'/'.join(map(str, epochs))} epochs, {'; '.join(models)}"
+        configs = [plan.run(r).config for r in sorted({r for c in table.cells if c.setting == sid for r in c.runs})]
+        if configs:
+            join = lambda values: "/".join(map(str, sorted(set(values), key=str)))
+            models = join(c["model"]["name"] + "(" + ",".join(f"{k}={v}" for k, v in c["model"].items()
+                                                              if k != "name") + ")" for c in configs)
+            images = join(c["data"].get("n_train") or "all" for c in configs)
+            steps = join(c["attack"].get("steps", "?") for c in configs)
+            out.budgets[sid] = (f"{join(c['epochs'] for c in configs)} epochs on {images} training images, "
+                                f"{steps}-step training attack, {models}")
 
     for c in out.cells:
         runs = {results[k]["run_id"] for k in c.cell.evals if k in results}
@@ -129,10 +168,18 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
                       for r in sorted(runs)]
             out.throughput[(c.cell.row, c.cell.setting)] = statistics.fmean(speeds)
 
+    out.rows = dict(table.spec["rows"])
+    if "match" in table.spec:
+        _match(table, out)
+
     regen = {(c.cell.row, c.cell.setting, c.cell.column): c.mean for c in out.cells}
     pub = {(c.cell.row, c.cell.setting, c.cell.column): c.cell.published for c in out.cells}
     for claim in table.spec.get("claims", []):
+        _, refs = claims_mod.parse(claim["check"])
+        budget = "; ".join(f"{table.spec['settings'][sid]['label']}: {out.budgets[sid]}"
+                           for sid in dict.fromkeys(s for _, s, _ in refs) if sid in out.budgets)
         out.claims.append(ClaimResult(claim["id"], claim["text"], " ".join(claim["check"].split()),
                                       claims_mod.evaluate(claim["check"], regen),
-                                      claims_mod.evaluate(claim["check"], pub)))
+                                      claims_mod.evaluate(claim["check"], pub),
+                                      f"{plan.scale_name} scale; {budget}"))
     return out

@@ -130,6 +130,83 @@ def curve(plan: Plan, res: TableResult, opts: dict[str, Any]):
     return fig, data
 
 
+@plotter("tradeoff")
+def tradeoff(plan: Plan, res: TableResult, opts: dict[str, Any]):
+    """Accuracy against robustness: one point per row, sweeps of a row joined in sweep
+    order and annotated with the swept value. Options: x (column, "clean"), y (column,
+    "robust"), xlabel, ylabel."""
+    spec = res.table.spec
+    sid = next(iter(spec["settings"]))
+    xc, yc = opts.get("x", "clean"), opts.get("y", "robust")
+    groups: dict[str, list[str]] = {}
+    for rid, row in spec["rows"].items():
+        groups.setdefault(row.get("group", rid), []).append(rid)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    data = []
+    for group, members in groups.items():
+        pts = []
+        for rid in members:
+            cx, cy = _cell(res, rid, sid, xc), _cell(res, rid, sid, yc)
+            if cx.mean is None or cy.mean is None:
+                continue
+            pts.append((cx, cy, spec["rows"][rid]))
+            data.append({"series": group, "row": rid, "value": spec["rows"][rid].get("value"),
+                         xc: cx.mean, f"{xc}_std": cx.std, yc: cy.mean, f"{yc}_std": cy.std})
+        if not pts:
+            continue
+        label = spec["rows"][members[0]].get("series", spec["rows"][members[0]]["label"].split(" ")[0])
+        ax.errorbar([p[0].mean for p in pts], [p[1].mean for p in pts],
+                    xerr=[p[0].std or 0 for p in pts], yerr=[p[1].std or 0 for p in pts],
+                    marker="o", ms=4, capsize=2, label=label)
+        for cx, cy, row in pts:
+            if "value" in row:
+                ax.annotate(f"{row['value']}", (cx.mean, cy.mean), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+    ax.set_xlabel(opts.get("xlabel", spec["columns"][xc]["label"]))
+    ax.set_ylabel(opts.get("ylabel", spec["columns"][yc]["label"]))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig, data
+
+
+@plotter("margin_scatter")
+def margin_scatter(plan: Plan, res: TableResult, opts: dict[str, Any]):
+    """Per test point, the margin after (y) against before (x) a change of model, one panel
+    per margin column (HAT Figs. 3 and 7), from the first seed's evaluations. Options:
+    before, after (rows), columns (margin columns), eps_l2 (dashed reference lines)."""
+    from ..fileio import read_json
+
+    spec = res.table.spec
+    sid = next(iter(spec["settings"]))
+    cols = opts["columns"]
+    fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 3.8), squeeze=False)
+    data = []
+    for ax, cid in zip(axes[0], cols):
+        margins = {}
+        for role in ("before", "after"):
+            cell = _cell(res, opts[role], sid, cid)
+            if not cell.cell.evals:
+                raise SpecError(f"{res.table.table}: {opts[role]}/{cid} has no evaluation")
+            run_id, pid = cell.cell.evals[0].split("/")
+            margins[role] = read_json(layout.eval_path(plan.scale_name, run_id, pid))["margins"]
+        ax.scatter(margins["before"], margins["after"], s=5, alpha=0.6)
+        lo = max(min(margins["before"] + margins["after"]), 1e-3)
+        hi = max(margins["before"] + margins["after"])
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        if "eps_l2" in opts:
+            ax.axhline(opts["eps_l2"], color="red", ls="--", lw=1)
+            ax.axvline(opts["eps_l2"], color="red", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"margin before ({spec['rows'][opts['before']]['label']})", fontsize=8)
+        ax.set_ylabel(f"margin after ({spec['rows'][opts['after']]['label']})", fontsize=8)
+        ax.set_title(f"along {spec['columns'][cid]['label']}", fontsize=9)
+        data += [{"directions": cid, "point": i, "before": b, "after": a}
+                 for i, (b, a) in enumerate(zip(margins["before"], margins["after"]))]
+    fig.tight_layout()
+    return fig, data
+
+
 def draw(plan: Plan, res: TableResult):
     opts = dict(res.table.spec["plot"])
     kind = opts.pop("kind")

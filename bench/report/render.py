@@ -69,7 +69,7 @@ def _context(res: TableResult, plan: Plan) -> dict:
         commit=provenance.git_commit(), datasets=dict(sorted(res.datasets.items())), missing=res.missing,
         implementations=res.implementations, budgets=res.budgets,
         stat=t.aggregation["stat"], seeds=t.aggregation["seeds"], rule=RULE,
-        settings=t.spec["settings"], columns=t.spec["columns"], rows=t.spec["rows"],
+        settings=t.spec["settings"], columns=t.spec["columns"], rows=res.rows,
         row_header=t.spec.get("row_header", "Algorithm"), cells=res.cells, claims=res.claims,
         choices=t.paper_spec.get("choices", []), throughput=res.throughput,
         device=sorted({e.get("cuda_device", "CPU") for e in res.environments}), cell=lambda r, s, c: lookup[(r, s, c)],
