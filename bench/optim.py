@@ -9,6 +9,12 @@ Schedules (``schedule.name``):
   piecewise  lr·gamma^k after the k-th of ``milestones`` (epochs, counted from 0), or
              lr·factors[k] when ``factors`` is given.
   constant   lr throughout.
+  cyclic     one triangular cycle (Smith 2017): linear from 0 up to lr at ``pct_start`` (0.5)
+             of all steps, then linear down to 0 at the end; torch's CyclicLR with base_lr=0,
+             max_lr=lr, step_size_up=pct_start·steps, step_size_down=(1−pct_start)·steps
+             (BAT's library: ``Cyclic(base_lr=0, max_lr=0.3)``, both halves steps/2). The first
+             batch therefore uses lr 0, as CyclicLR does. ``cycle_momentum`` (False) also cycles
+             SGD momentum between 0.9 at the ends and 0.8 at the peak, CyclicLR's defaults.
 """
 from __future__ import annotations
 
@@ -54,6 +60,35 @@ class OneCycle(torch.optim.lr_scheduler.LRScheduler):
         return out
 
 
+class Cyclic(torch.optim.lr_scheduler.LRScheduler):
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.5,
+                 cycle_momentum: bool = False, base_momentum: float = 0.8, max_momentum: float = 0.9):
+        if not 0 < pct_start <= 1:
+            raise SpecError(f"cyclic schedule: pct_start must be in (0, 1], got {pct_start}")
+        if cycle_momentum and any("momentum" not in g for g in optimizer.param_groups):
+            raise SpecError("cyclic schedule: cycle_momentum needs an optimizer with momentum (sgd)")
+        self.up = float(pct_start * total_steps)        # CyclicLR's step_size_up
+        self.total = float(total_steps)
+        self.cycle_momentum, self.momenta = cycle_momentum, (base_momentum, max_momentum)
+        self.max_lrs = [g["lr"] for g in optimizer.param_groups]
+        super().__init__(optimizer)
+
+    def factor(self, step: int) -> float:
+        """Fraction of the peak lr at ``step``: 0 → 1 at ``up`` → 0 at the last step + 1."""
+        if step <= self.up:
+            return step / self.up if self.up > 0 else 1.0
+        down = self.total - self.up
+        return max(0.0, (self.total - step) / down) if down > 0 else 0.0
+
+    def get_lr(self) -> list[float]:
+        f = self.factor(self.last_epoch)
+        if self.cycle_momentum:
+            lo, hi = self.momenta
+            for g in self.optimizer.param_groups:
+                g["momentum"] = hi - (hi - lo) * f
+        return [max_lr * f for max_lr in self.max_lrs]
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
     cfg = dict(cfg)
     name = cfg.pop("name")
@@ -88,4 +123,7 @@ def build_schedule(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epochs
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    raise SpecError(f"unknown schedule {name!r} (known: onecycle, piecewise, constant)")
+    if name == "cyclic":
+        return Cyclic(optimizer, total, pct_start=cfg.get("pct_start", 0.5),
+                      cycle_momentum=bool(cfg.get("cycle_momentum", False)))
+    raise SpecError(f"unknown schedule {name!r} (known: onecycle, piecewise, constant, cyclic)")

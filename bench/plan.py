@@ -182,6 +182,11 @@ def expand_sweeps(rows: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def setting_attack(setting: dict[str, Any]) -> dict[str, Any]:
+    """The attack overrides a setting implies: its ``eps`` (training, selection and evaluation)."""
+    return {"eps": setting["eps"]} if "eps" in setting else {}
+
+
 def published_cells(spec: dict[str, Any]):
     """Yield (table, setting, row, column, value, std) for every transcribed number."""
     for tid, table in {**spec["tables"], **spec.get("figures", {})}.items():
@@ -283,6 +288,8 @@ class Plan:
         row_train = dict(row.get("train", {}))   # a row may start from another recipe ("base")
         train = deep_merge(self._recipe(spec, row_train.pop("base", setting["recipe"])), row_train)
         train = deep_merge(train, over.get("train", {}))
+        eps = setting_attack(setting)          # the setting's ε, if it states one
+        train = deep_merge(train, {"attack": eps})
         method = deep_merge(row["method"], over.get("method", {}))
         METHODS.check(method["name"])
         DATASETS.get(setting["dataset"])
@@ -302,7 +309,7 @@ class Plan:
         if selection["metric"] == "robust":
             if sel_proto is None:
                 raise SpecError(f"{where}: selection by robust accuracy needs a 'protocol'")
-            _, proto = self._protocol(spec, sel_proto)
+            _, proto = self._protocol(spec, sel_proto, eps)
             selection["attack"] = deep_merge(proto["attack"], sc.get("selection", {}).get("attack", {}))
         data = {"source": sc["data"]["source"], "n_train": sc["data"].get("n_train")}
         if data["source"] == "synthetic":
@@ -379,9 +386,9 @@ class Plan:
         published = {(s, r, c): (v, sd) for t, s, r, c, v, sd in published_cells(spec) if t == tid}
         # with ``match``, a sweep stands for its one member that matches a reference row
         groups = {r["group"] for r in table["rows"].values() if "group" in r} if "match" in table else set()
-        if "match" in table and (table["match"]["to"] not in table["rows"]
-                                 or table["match"]["by"] not in columns):
-            raise SpecError(f"{where}: match needs a row 'to' and a column 'by' of this table")
+        if "match" in table and (table["match"]["by"] not in columns or (
+                table["match"].get("rule", "closest") == "closest" and table["match"].get("to") not in table["rows"])):
+            raise SpecError(f"{where}: match needs a column 'by' of this table and, for rule 'closest', a row 'to'")
         for sid, rows in table.get("published", {}).items():
             for rid, values in rows.items():
                 if sid not in table["settings"] or (rid not in table["rows"] and rid not in groups):
@@ -389,9 +396,11 @@ class Plan:
                 if len(values) != len(columns):
                     raise SpecError(f"{where}: published[{sid}][{rid}] has {len(values)} values "
                                     f"for {len(columns)} columns")
-        protocols = {cid: self._protocol(spec, col["protocol"], col.get("attack"))
+        protocols = {(sid, cid): self._protocol(spec, col["protocol"],
+                                                deep_merge(setting_attack(setting), col.get("attack") or {}))
+                     for sid, setting in table["settings"].items()
                      for cid, col in columns.items() if "protocol" in col}
-        for cid, (_, proto) in protocols.items():
+        for (_, cid), (_, proto) in protocols.items():
             if "attack" in proto and columns[cid]["metric"] not in ("clean", "robust"):
                 raise SpecError(f"{where}: column {cid!r} reads metric {columns[cid]['metric']!r} of an attack "
                                 f"protocol; attacks give 'clean' and 'robust'")
@@ -402,12 +411,12 @@ class Plan:
                 run_ids = [r.id for r in runs if r is not None]
                 for cid, col in columns.items():
                     keys = []
-                    if cid in protocols:
-                        pid, proto = protocols[cid]
+                    if (sid, cid) in protocols:
+                        pid, proto = protocols[(sid, cid)]
                         keys = [self._evaluation(spec, tid, table, sid, seed, run, pid, proto).key
                                 for seed, run in zip(seeds, runs) if run is not None]
                     value, std = published.get((sid, rid, cid), (None, None))
-                    data = protocols[cid][1].get("data", []) if cid in protocols else []
+                    data = protocols[(sid, cid)][1].get("data", []) if (sid, cid) in protocols else []
                     target.cells.append(Cell(sid, rid, cid, setting["dataset"], col.get("metric", "param"), keys,
                                              value, std, run_ids, col.get("param"), data))
         for claim in table.get("claims", []):

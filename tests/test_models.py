@@ -8,7 +8,7 @@ from bench.data import DATASETS
 from bench.models import ALIASES, MODELS, build, expand
 
 SMALL = {"resnet": {"width": 4, "blocks": [1, 1, 1, 1]}, "preact_resnet": {"width": 4, "blocks": [1, 1, 1, 1]},
-         "wide_resnet": {"depth": 10, "widen": 1}, "mlp": {"hidden": 8}}
+         "wide_resnet": {"depth": 10, "widen": 1}, "mlp": {"hidden": 8}, "lenet": {}}
 VECTOR_MODELS = {"mlp"}
 
 

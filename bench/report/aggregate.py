@@ -86,7 +86,8 @@ def _param_cell(plan: Plan, cell: Cell) -> CellResult:
 def _match(table: Table, out: TableResult) -> None:
     """Replace each sweep by its member whose ``by`` column is closest to the ``to`` row's
     (e.g. HAT Table 6: the TRADES and HAT models as robust as AT), per setting."""
-    by, to = table.spec["match"]["by"], table.spec["match"]["to"]
+    by, to = table.spec["match"]["by"], table.spec["match"].get("to")
+    highest = table.spec["match"].get("rule", "closest") == "max"   # e.g. BAT Table B.3: the best β
     rows = table.spec["rows"]
     cells = {(c.cell.row, c.cell.setting, c.cell.column): c for c in out.cells}
     published = {(s, r, c): (v, sd) for t, s, r, c, v, sd in published_cells(table.paper_spec) if t == table.table}
@@ -98,12 +99,15 @@ def _match(table: Table, out: TableResult) -> None:
     out.rows = {rid: row for rid, row in rows.items() if "group" not in row}
     for group, members in groups.items():
         for sid in table.spec["settings"]:
-            ref = cells[(to, sid, by)].mean
-            scored = [(abs(cells[(m, sid, by)].mean - ref), m) for m in members
-                      if ref is not None and cells[(m, sid, by)].mean is not None]
+            if highest:
+                scored = [(-cells[(m, sid, by)].mean, m) for m in members if cells[(m, sid, by)].mean is not None]
+            else:
+                ref = cells[(to, sid, by)].mean
+                scored = [(abs(cells[(m, sid, by)].mean - ref), m) for m in members
+                          if ref is not None and cells[(m, sid, by)].mean is not None]
             chosen = min(scored)[1] if scored else None
-            note = (f"{rows[chosen]['label']}: {by} closest to {rows[to]['label']}'s" if chosen
-                    else "no member measured yet")
+            how = f"highest {by}" if highest else f"{by} closest to {rows[to]['label']}'s" if to else ""
+            note = f"{rows[chosen]['label']}: {how}" if chosen else "no member measured yet"
             for cid in table.spec["columns"]:
                 src = cells[(chosen or members[0], sid, cid)]
                 value, std = published.get((sid, group, cid), (None, None))
