@@ -230,7 +230,7 @@ def test_planned_recipes_follow_the_paper():
     plan = Plan("paper", papers=["bat"])
     runs = list(plan.runs.values())
     mnist = [r.config for r in runs if r.dataset == "mnist"]
-    assert {c["attack"]["eps"] for c in mnist} == {0.3, 0.45}
+    assert {0.3, 0.45} <= {c["attack"]["eps"] for c in mnist}      # Table 1; Fig. 3 adds its ε grid
     for c in mnist:
         assert c["model"] == {"name": "lenet"} and c["epochs"] == 50
         assert c["schedule"] == {"name": "piecewise", "milestones": [30, 40], "gamma": 0.1}
