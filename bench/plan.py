@@ -40,7 +40,7 @@ TRAIN_CODE = ["train.py", "optim.py", "precision.py", "checkpoint.py", "evaluate
               "numbers.py", "fileio.py", *DATA_CODE, "models/__init__.py", "models/base.py",
               "methods/__init__.py", "methods/base.py", "attacks/__init__.py", "attacks/base.py"]
 EVAL_CODE = ["evaluate.py", "checkpoint.py", "precision.py", "registry.py", "numbers.py", "fileio.py",
-             *DATA_CODE, "attacks/__init__.py", "attacks/base.py", "models"]
+             *DATA_CODE, "attacks/__init__.py", "attacks/base.py"]   # the model's code is in the run id
 
 
 def deep_merge(base: Any, over: Any) -> Any:

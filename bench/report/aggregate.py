@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import layout
+from ..errors import BenchError
 from ..fileio import read_json
 from ..plan import Cell, Plan, Table, published_cells
 from . import claims as claims_mod
@@ -129,7 +130,7 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         ev = plan.evals[key]
         path = layout.eval_path(plan.scale_name, ev.run_id, ev.protocol_id)
         if not Path(path).exists():
-            raise FileNotFoundError(f"{path} is missing: evaluate {key} first (snakemake builds it)")
+            raise BenchError(f"{path} is missing: evaluate {key} first (snakemake builds it)")
         results[key] = read_json(path)
 
     paper_scale = plan.scale_name == layout.PAPER_SCALE
@@ -149,7 +150,9 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         note = f"dataset {', '.join(absent)} absent" if absent and cell.evals else ""
         out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact))
         for r in got:
-            out.datasets[r["train_dataset"]["dataset"]] = r["train_dataset"]
+            fp = out.datasets.setdefault(r["train_dataset"]["dataset"], {**r["train_dataset"], "tested": []})
+            if r["n"] not in fp["tested"]:   # test images the evaluations used (per protocol)
+                fp["tested"] = sorted(fp["tested"] + [r["n"]])
             out.implementations.append(r.get("implementation", "?"))
             out.environments.append(r.get("environment", {}))
     out.implementations = sorted(set(out.implementations))
