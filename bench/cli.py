@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import sys
-from pathlib import Path
 
 from .errors import BenchError
 

@@ -18,7 +18,6 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from .data.catalog import DATASETS
 from .errors import SpecError
 from .measures import MEASURES
 from .methods import METHODS
-from .models import MODELS, expand as expand_model
+from .models import expand as expand_model
 from .provenance import PACKAGE, source_hash
 from .report import claims
 
@@ -37,7 +36,7 @@ from .report import claims
 DATA_CODE = [f"data/{f}.py" for f in ("__init__", "catalog", "locate", "store", "readers", "synthetic",
                                       "generated", "loader")]
 TRAIN_CODE = ["train.py", "optim.py", "precision.py", "checkpoint.py", "evaluate.py", "registry.py",
-              "numbers.py", "fileio.py", *DATA_CODE, "models/__init__.py", "models/base.py",
+              "numbers.py", "fileio.py", "components.py", *DATA_CODE, "models/__init__.py", "models/base.py",
               "methods/__init__.py", "methods/base.py", "attacks/__init__.py", "attacks/base.py"]
 EVAL_CODE = ["evaluate.py", "checkpoint.py", "precision.py", "registry.py", "numbers.py", "fileio.py",
              *DATA_CODE, "attacks/__init__.py", "attacks/base.py"]   # the model's code is in the run id
@@ -240,7 +239,7 @@ class Plan:
         if "measure" in proto:
             measure_name = MEASURES.check(proto["measure"]["name"])
             proto["measure"] = deep_merge(proto["measure"], sp.get(measure_name, {}))
-            code = code_version(EVAL_CODE + ["measures/__init__.py", "measures/base.py",
+            code = code_version(EVAL_CODE + ["components.py", "measures/__init__.py", "measures/base.py",
                                              f"measures/{measure_name}.py", "data/corruptions.py"])
             return f"{name}-{short_hash(canonical(proto), code, n=8)}", proto
         proto["attack"] = deep_merge(proto["attack"], attack or {})

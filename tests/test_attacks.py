@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from bench.attacks import ATTACKS, build
 from bench.numbers import parse_number
 
-from conftest import tiny_model
 
 EPS = 8 / 255
 

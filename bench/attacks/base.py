@@ -4,7 +4,7 @@ and evaluates robust accuracy batch by batch without host synchronisation."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Iterator
 

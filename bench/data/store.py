@@ -19,7 +19,7 @@ from ..errors import MissingDataError
 from ..fileio import torch_save
 from . import readers, synthetic
 from .catalog import DATASETS, DatasetInfo, Source
-from .locate import available, data_root, locate  # noqa: F401 (re-exported)
+from .locate import locate
 
 SUBSET_SEED = 0  # reduced scales take the first n of a fixed permutation of each split
 

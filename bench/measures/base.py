@@ -7,31 +7,19 @@ JSON-able dict with ``n`` and the metrics a spec's columns may name.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import nn
 
-from ..errors import SpecError
+from ..components import Component
 
 
-class Measure:
-    name: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
-    helpers_required: ClassVar[tuple[str, ...]] = ()
+class Measure(Component):
+    kind = "measure"
 
     def __init__(self, model: nn.Module, helpers: dict[str, nn.Module] | None = None, **params: Any):
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise SpecError(f"measure {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                            f"known: {sorted(self.defaults)}")
         self.model = model.eval()
-        self.params = {**self.defaults, **params}
-        for key, value in self.params.items():
-            setattr(self, key, value)
-        self.helpers = helpers or {}
-        missing = [h for h in self.helpers_required if h not in self.helpers]
-        if missing:
-            raise SpecError(f"measure {self.name!r} needs helper model(s) {missing}")
+        self.bind(params, helpers)
 
     def evaluate(self, loader, seed: int = 0, progress=None) -> dict[str, Any]:
         raise NotImplementedError

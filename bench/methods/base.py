@@ -17,29 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks import build as build_attack
-from ..errors import SpecError
+from ..components import Component
 
 
-class Method:
-    name: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
+class Method(Component):
+    kind = "method"
     attack_defaults: ClassVar[dict[str, Any] | None] = None  # None: no training attack
-    helpers_required: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: nn.Module, attack: dict[str, Any] | None = None,
                  helpers: dict[str, nn.Module] | None = None, **params: Any):
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise SpecError(f"method {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                            f"known: {sorted(self.defaults)}")
         self.model = model
-        self.params = {**self.defaults, **params}
-        for key, value in self.params.items():
-            setattr(self, key, value)
-        self.helpers = helpers or {}
-        missing = [h for h in self.helpers_required if h not in self.helpers]
-        if missing:
-            raise SpecError(f"method {self.name!r} needs helper model(s) {missing}")
+        self.bind(params, helpers)
         self.attack_config = None
         self.attack = None
         if self.attack_defaults is not None:

@@ -53,7 +53,6 @@ def decision_regions(plan: Plan, res: TableResult, opts: dict[str, Any]):
     from ..data.store import load_for_run
 
     spec = res.table.spec
-    sid = next(iter(spec["settings"]))
     planes, n, near = opts["planes"], opts.get("resolution", 200), opts.get("near", 0.05)
     rows = list(spec["rows"])
     fig, axes = plt.subplots(len(rows), len(planes), figsize=(4.2 * len(planes), 3.8 * len(rows)), squeeze=False)
