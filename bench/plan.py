@@ -18,6 +18,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,11 @@ def short_hash(*parts: str, n: int = 10) -> str:
 
 
 def code_version(relpaths: list[str]) -> str:
+    return _code_version(frozenset(relpaths))
+
+
+@lru_cache(maxsize=None)
+def _code_version(relpaths: frozenset[str]) -> str:   # a plan asks for the same few sets thousands of times
     return source_hash(PACKAGE / p for p in relpaths)
 
 
@@ -125,6 +131,7 @@ class Table:
     spec: dict[str, Any]
     paper_spec: dict[str, Any]
     kind: str = "table"  # "table" | "figure"
+    seeds: int | None = None  # the scale's cap on seeds per cell (None: the paper's)
     cells: list[Cell] = field(default_factory=list)
 
     @property
@@ -133,7 +140,8 @@ class Table:
 
     @property
     def aggregation(self) -> dict[str, Any]:
-        return {**self.paper_spec["aggregation"], **self.spec.get("aggregation", {})}
+        agg = {**self.paper_spec["aggregation"], **self.spec.get("aggregation", {})}
+        return {**agg, "seeds": agg["seeds"][:self.seeds]}
 
     @property
     def datasets(self) -> list[str]:
@@ -380,7 +388,7 @@ class Plan:
         paper = spec["paper"]
         where = f"{paper}.{tid}"
         stem = layout.target_stem(kind, self.scale_name, paper, tid)
-        target = Table(paper, tid, stem, table, spec, kind)
+        target = Table(paper, tid, stem, table, spec, kind, self.scale.get("seeds"))
         columns = table["columns"]
         published = {(s, r, c): (v, sd) for t, s, r, c, v, sd in published_cells(spec) if t == tid}
         # with ``match``, a sweep stands for its one member that matches a reference row

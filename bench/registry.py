@@ -26,6 +26,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.package = package
         self._entries: dict[str, T] = {}
+        self._files: set[str] | None = None
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorate(obj: T) -> T:
@@ -43,11 +44,11 @@ class Registry(Generic[T]):
         return Path(__file__).parent.joinpath(*self.package.split(".")[1:])
 
     def names(self) -> list[str]:
-        names = set(self._entries)
-        if self.directory is not None:
-            names |= {p.stem for p in self.directory.glob("*.py")
-                      if p.stem not in NOT_COMPONENTS and not p.stem.startswith("_")}
-        return sorted(names)
+        if self._files is None:   # component files do not change while a process runs
+            self._files = set() if self.directory is None else {
+                p.stem for p in self.directory.glob("*.py")
+                if p.stem not in NOT_COMPONENTS and not p.stem.startswith("_")}
+        return sorted(self._files | set(self._entries))
 
     def check(self, name: str) -> str:
         """Raise a clear error for unknown names; does not import anything."""
