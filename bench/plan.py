@@ -247,8 +247,18 @@ class Plan:
         if "measure" in proto:
             measure_name = MEASURES.check(proto["measure"]["name"])
             proto["measure"] = deep_merge(proto["measure"], sp.get(measure_name, {}))
-            code = code_version(EVAL_CODE + ["components.py", "measures/__init__.py", "measures/base.py",
-                                             f"measures/{measure_name}.py", "data/corruptions.py"])
+            files = ["components.py", "measures/__init__.py", "measures/base.py", f"measures/{measure_name}.py",
+                     "data/corruptions.py"]
+            m_attack = proto["measure"].get("attack")
+            if isinstance(m_attack, dict) and "name" in m_attack:
+                # a measure that names its attack (BAT's output margins) takes the setting's ε,
+                # a column's overrides and the scale's settings for that attack, like an
+                # attack protocol; the attack's file is part of the protocol id
+                attack_name = ATTACKS.check(m_attack["name"])
+                m_attack = deep_merge(m_attack, attack or {})
+                proto["measure"]["attack"] = deep_merge(m_attack, sp.get(attack_name, {}))
+                files.append(f"attacks/{attack_name}.py")
+            code = code_version(EVAL_CODE + files)
             return f"{name}-{short_hash(canonical(proto), code, n=8)}", proto
         proto["attack"] = deep_merge(proto["attack"], attack or {})
         attack_name = ATTACKS.check(proto["attack"]["name"])
