@@ -259,7 +259,9 @@ def histograms(plan: Plan, res: TableResult, opts: dict[str, Any]):
 
     spec = res.table.spec
     sids, rows, panels = list(spec["settings"]), list(spec["rows"]), opts["panels"]
-    fig, axes = plt.subplots(len(sids), len(panels), figsize=(4.2 * len(panels), 3.2 * len(sids)), squeeze=False)
+    shape = (1, len(sids)) if len(panels) == 1 else (len(sids), len(panels))   # one panel each: side by side
+    fig, grid = plt.subplots(*shape, figsize=(4.2 * shape[1], 3.2 * shape[0]), squeeze=False)
+    axes = grid.T if len(panels) == 1 else grid
     data: list[dict[str, Any]] = []
     for i, sid in enumerate(sids):
         results = {rid: _first_seed_result(plan, res, rid, sid, opts["column"]) for rid in rows}
@@ -294,7 +296,7 @@ def histograms(plan: Plan, res: TableResult, opts: dict[str, Any]):
             ax.set_ylabel("test examples", fontsize=8)
             ax.set_title(f"({chr(97 + i * len(panels) + j)}) {spec['settings'][sid]['label']}", fontsize=9)
             ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig, data
 
 
