@@ -111,6 +111,8 @@ def test_measure_end_to_end_uses_the_attack_protocols_x_star():
     ref = build_attack(attack, model).evaluate(loader, seed=3)
     assert (got["n"], got["clean"], got["robust"]) == (24, pytest.approx(ref["clean"]), pytest.approx(ref["robust"]))
     assert got["clean"] == pytest.approx(100 * 16 / 24)
+    assert "bench.measures.output_margins" in got["implementation"] and "bench.attacks.pgd" in got["implementation"]
+    assert got["attack"]["steps"] == 5 and got["attack"]["restarts"] == 2 and got["attack"]["bn_mode"] == "eval"
     assert all(len(got[k]) == 24 for k in PER_EXAMPLE)
     gen = epoch_generator(torch.device("cpu"), 3, 0, stream=1)
     pgd = build_attack(attack, model)

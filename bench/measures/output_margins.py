@@ -29,7 +29,8 @@ Result: n; percentages clean, robust, nat_error, bdy_error, rob_error, quadrant2
 x whose x* is classified correctly), m_clean_above / m_adv_above (M(x) > threshold, M(x*) >
 threshold), log_alpha_y_pos (log α_y > 0), log_alpha_t_neg (log α_t < 0); medians m_clean_median,
 m_adv_median, kl_median, abs_log_alpha_y_median, abs_log_alpha_t_median and kl_mean; per example
-m_clean, m_adv, kl, log_alpha_y, log_alpha_t (test order); threshold and attack.
+m_clean, m_adv, kl, log_alpha_y, log_alpha_t (test order); threshold, the attack's resolved
+parameters and the implementation (source hashes of this measure and the attack).
 """
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..attacks import build as build_attack
+from ..attacks import ATTACKS, build as build_attack
 from ..attacks.base import model_mode
 from ..numbers import parse_number
+from ..provenance import source_hash
 from . import MEASURES
 from .base import Measure
 
@@ -129,5 +131,8 @@ class OutputMargins(Measure):
             "abs_log_alpha_y_median": _median(v["log_alpha_y"].abs()),
             "abs_log_alpha_t_median": _median(v["log_alpha_t"].abs()),
             **{key: v[key].tolist() for key in PER_EXAMPLE},
-            "threshold": threshold, "attack": {"bn_mode": "eval", **self.attack},
+            "threshold": threshold, "attack": {"name": self.attack["name"], **attack.params()},
+            "implementation": f"bench.measures.output_margins (source {source_hash([MEASURES.source_file(self.name)])}) "
+                              f"with x* from bench.attacks.{self.attack['name']} "
+                              f"(source {source_hash([ATTACKS.source_file(self.attack['name'])])})",
         }
