@@ -12,6 +12,7 @@ from . import checkpoint, layout, precision, provenance
 from .attacks import ATTACKS, build as build_attack
 from .data.store import load_for_run
 from .data.loader import DeviceLoader
+from .errors import BenchError
 from .fileio import read_json, write_json
 
 
@@ -51,6 +52,30 @@ def run_measure(model: torch.nn.Module, loader: DeviceLoader, cfg: dict, helpers
     return result
 
 
+def read_probe(scale: str, run_id: str, run_info: dict, protocol_id: str, protocol: dict, out: Path
+               ) -> dict[str, Any]:
+    """A probe protocol: the records the run's training job wrote (probes.json) for one
+    probe, with the probe's scalar summary as the metrics a figure's columns read."""
+    from .probes import PROBES
+
+    cfg = dict(protocol["probe"])
+    name = cfg.pop("name")
+    path = layout.run_dir(scale, run_id) / "probes.json"
+    recorded = read_json(path) if path.exists() else {}
+    if name not in recorded:
+        raise BenchError(f"run {run_id} recorded no probe {name!r} ({path}); its config must request it")
+    records = recorded[name]
+    budget = {"run_epochs": run_info["config"]["epochs"],
+              "paper_epochs": run_info["config"].get("paper_epochs", run_info["config"]["epochs"])}
+    result = {**PROBES.get(name).summary(records, **cfg, **budget), "records": records, "n": None,
+              "implementation": f"bench.probes.{name} (source {provenance.source_hash([PROBES.source_file(name)])})",
+              "run_id": run_id, "protocol_id": protocol_id, "protocol": protocol, "scale": scale,
+              "probe_params": run_info["config"].get("probes", {}).get(name, {}),
+              "train_dataset": run_info["dataset"], "environment": provenance.environment()}
+    write_json(out, result)
+    return result
+
+
 def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, protocol: dict,
                  out: Path, progress: bool = True) -> dict[str, Any]:
     """Evaluate a run's checkpoint under a protocol: an ``attack`` (clean and robust
@@ -61,6 +86,8 @@ def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, proto
     dev = precision.device()
     rdir = layout.run_dir(scale, run_id)
     run_info = read_json(rdir / "run.json")
+    if "probe" in protocol:
+        return read_probe(scale, run_id, run_info, protocol_id, protocol, out)
     model, ckpt = checkpoint.load(rdir / f"{protocol.get('checkpoint', 'best')}.pt", dev)
     data = load_for_run(run_cfg, n_test=protocol.get("n_test"))
     loader = DeviceLoader(data.test, protocol.get("batch_size", 500), dev)

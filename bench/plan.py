@@ -28,6 +28,7 @@ from .attacks import ATTACKS
 from .data.catalog import DATASETS
 from .errors import SpecError
 from .measures import MEASURES
+from .probes import PROBES
 from .methods import METHODS
 from .models import expand as expand_model
 from .provenance import PACKAGE, source_hash
@@ -244,6 +245,15 @@ class Plan:
             DATASETS.get(name_)
         if self.scale["data"]["source"] == "synthetic":
             proto.pop("data", None)   # the smoke scale stands in for these too (scale overrides)
+        if "probe" in proto:
+            # records a run's training-time probe already holds (probes.json): no checkpoint
+            # and no test data; the id hashes the probe's summary code
+            probe_name = PROBES.check(proto["probe"]["name"])
+            for key in ("n_test", "batch_size", "checkpoint"):
+                proto.pop(key, None)
+            code = code_version(["evaluate.py", "fileio.py", "registry.py", "components.py", "probes/__init__.py",
+                                 "probes/base.py", f"probes/{probe_name}.py"])
+            return f"{name}-{short_hash(canonical(proto), code, n=8)}", proto
         if "measure" in proto:
             measure_name = MEASURES.check(proto["measure"]["name"])
             proto["measure"] = deep_merge(proto["measure"], sp.get(measure_name, {}))
@@ -345,6 +355,9 @@ class Plan:
             if ref is None:
                 raise SpecError(f"{where}: row {rid!r} starts from row {train['init']['row']!r}, which is skipped")
             extra["init"] = requires["init"] = ref.id
+        if train.get("probes"):  # training-time analyses recorded by this run (bench/probes)
+            extra["probes"] = {PROBES.check(n): dict(p or {}) for n, p in sorted(train["probes"].items())}
+            extra["paper_epochs"] = train["epochs"]   # probes' epoch parameters are rescaled with the budget
         if "snapshots" in train:  # keep the weights after these epochs, rescaled with the budget
             extra["snapshots"] = sorted({max(1, round(e * epochs / train["epochs"])) for e in train["snapshots"]})
             extra["paper_epochs"] = train["epochs"]
@@ -359,7 +372,9 @@ class Plan:
         }
         attacks = {"pgd"} | ({selection["attack"]["name"]} if "attack" in selection else set())
         code = code_version(TRAIN_CODE + [f"models/{model['name']}.py", f"methods/{method['name']}.py"]
-                            + [f"attacks/{a}.py" for a in sorted(attacks)])
+                            + [f"attacks/{a}.py" for a in sorted(attacks)]
+                            + ([f"probes/{n}.py" for n in ("__init__", "base", *extra["probes"])]
+                               if "probes" in extra else []))
         tag = train["model"] if isinstance(train["model"], str) else model["name"]
         run_id = f"{setting['dataset']}-{method['name']}-{tag}-s{seed}-{short_hash(canonical(config), code)}"
         run = self.runs.setdefault(run_id, Run(run_id, config, requires))
@@ -418,6 +433,14 @@ class Plan:
                      for sid, setting in table["settings"].items()
                      for cid, col in columns.items() if "protocol" in col}
         for (_, cid), (_, proto) in protocols.items():
+            if "probe" in proto:
+                for sid, rid in ((s, r) for s in table["settings"] for r in table["rows"]):
+                    for seed in target.aggregation["seeds"]:
+                        run = self._run(spec, tid, table, sid, rid, seed)
+                        if run is not None and proto["probe"]["name"] not in run.config.get("probes", {}):
+                            raise SpecError(f"{where}: column {cid!r} reads probe {proto['probe']['name']!r}, "
+                                            f"which row {rid!r} in setting {sid!r} does not record "
+                                            f"(add it to the recipe's probes)")
             if "attack" in proto and columns[cid]["metric"] not in ("clean", "robust"):
                 raise SpecError(f"{where}: column {cid!r} reads metric {columns[cid]['metric']!r} of an attack "
                                 f"protocol; attacks give 'clean' and 'robust'")

@@ -8,6 +8,13 @@ atomic writes of last.pt, best.pt (when the criterion improves, ties to the late
 epoch as in HAT's code), metrics.json and state.pt (everything needed to resume).
 An interrupted run resumes from state.pt and reaches the same weights: every random
 draw comes from generators seeded by (seed, epoch).
+
+Probes (``cfg["probes"]``, bench/probes) are training-time analyses: with none
+requested the loop is exactly the plain one; with some, the loop asks the method for
+its objective's terms (``Method.objective``, summed into the same loss) and calls each
+probe after the loss, after ``backward`` and at the end of every epoch. Their records are
+kept in state.pt (so a resumed run has them all) and written to probes.json beside
+metrics.json.
 """
 from __future__ import annotations
 
@@ -30,7 +37,9 @@ from .evaluate import measure
 from .fileio import torch_save, write_json
 from .methods import METHODS
 from .models import build as build_model
+from .methods.base import total
 from .optim import build_optimizer, build_schedule
+from .probes.base import Step
 
 
 def selection_epochs(sel: dict[str, Any], epochs: int) -> set[int]:
@@ -44,6 +53,13 @@ def selection_epochs(sel: dict[str, Any], epochs: int) -> set[int]:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def build_probes(requested: dict[str, dict[str, Any]], model: torch.nn.Module) -> dict[str, Any]:
+    """The run's probes by name (``{name: params}``), in name order."""
+    from .probes import PROBES
+
+    return {name: PROBES.get(name)(model, **(params or {})) for name, params in sorted(requested.items())}
 
 
 def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str, Path] | None = None,
@@ -86,6 +102,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     sel = cfg["selection"]
     sel_epochs = selection_epochs(sel, epochs)
 
+    probes = build_probes(cfg.get("probes") or {}, model)
     resolved = {**cfg, "method": method.resolved(), "device": str(dev)}
     state_path = run_dir / "state.pt"
     for stale in run_dir.glob(".*.tmp"):  # temporaries of a killed job (never the real files)
@@ -93,6 +110,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     history: list[dict[str, Any]] = []
     best = {"epoch": None, "value": -math.inf}
     start_epoch = 0
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in probes}
     if state_path.exists():
         state = torch.load(state_path, map_location=dev, weights_only=False)
         if state["run_id"] != run_id:
@@ -101,6 +119,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"]
+        records.update(state.get("probes", {}))
         log(f"[{run_id}] resuming after epoch {start_epoch}/{epochs}")
     else:
         write_json(run_dir / "config.json", resolved)
@@ -116,11 +135,23 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=dev))
         precision.sync(dev)
         t0 = time.perf_counter()
-        for x, y in train_loader.batches(seed, epoch):
-            with precision.autocast(dev, amp):
-                loss, stats = method.loss(x, y, g)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+        for i, (x, y) in enumerate(train_loader.batches(seed, epoch)):
+            if not probes:
+                with precision.autocast(dev, amp):
+                    loss, stats = method.loss(x, y, g)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            else:
+                step = Step(epoch, i, len(train_loader))
+                with precision.autocast(dev, amp):
+                    terms, stats = method.objective(x, y, g)
+                    loss = total(terms)
+                    for probe in probes.values():
+                        probe.after_loss(step, x, y, terms, loss)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                for probe in probes.values():
+                    probe.after_backward(step, loss)
             optimizer.step()
             scheduler.step()
             for k, v in stats.items():
@@ -128,6 +159,8 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
             bar.update(1)
         precision.sync(dev)
         seconds = time.perf_counter() - t0
+        for name, probe in probes.items():
+            records[name] += probe.end_epoch(epoch)
         record: dict[str, Any] = {k: v.item() / train_loader.n for k, v in sums.items()}
         if not math.isfinite(record.get("loss", 0.0)):
             raise BenchError(f"[{run_id}] training diverged at epoch {epoch + 1} (loss {record['loss']})")
@@ -148,9 +181,11 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
         if epoch + 1 in cfg.get("snapshots", ()):
             checkpoint.save(run_dir / f"epoch{epoch + 1}.pt", model, epoch=epoch + 1, **meta)
         write_json(run_dir / "metrics.json", history)
+        if probes:
+            write_json(run_dir / "probes.json", records)
         torch_save(state_path, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(),
                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                "history": history, "best": best})
+                                "history": history, "best": best, "probes": records})
         bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in record.items() if k != "epoch"))
         log(f"[{run_id}] epoch {epoch + 1}/{epochs} " + json.dumps(record))
     bar.close()

@@ -5,7 +5,10 @@ A method is built with the model being trained, the recipe's training attack
 the attack conventions of its official code (inner loss, random start, BN mode)
 in ``attack_defaults``; the recipe's attack block overrides them. ``loss`` returns
 the scalar to minimise and a dict of per-batch statistics as device tensors (no
-host synchronisation). Models referenced by other runs (HAT's helper) arrive in
+host synchronisation). A method whose objective is a sum of named terms implements
+``objective`` instead (the terms, still in the graph, and the statistics); ``loss`` sums
+them in order, so callers that only need the loss see one scalar (training-time probes
+read the terms, bench/probes). Models referenced by other runs (HAT's helper) arrive in
 ``helpers``. Logits are cast to float32 so bf16 autocast only affects the network.
 """
 from __future__ import annotations
@@ -44,9 +47,30 @@ class Method(Component):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).float()
 
+    def objective(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The objective's named summands (in the graph) and the statistics; a method that
+        only defines ``loss`` has one term, "loss"."""
+        if type(self).loss is Method.loss:
+            raise NotImplementedError(f"{self.name}: define objective or loss")
+        loss, stats = self.loss(x, y, generator)
+        return {"loss": loss}, stats
+
     def loss(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        raise NotImplementedError
+        if type(self).objective is Method.objective:
+            raise NotImplementedError(f"{self.name}: define objective or loss")
+        terms, stats = self.objective(x, y, generator)
+        return total(terms), stats
+
+
+def total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss: the terms summed in their order (a + b, as the methods wrote it)."""
+    values = iter(terms.values())
+    out = next(values)
+    for v in values:
+        out = out + v
+    return out
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

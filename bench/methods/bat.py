@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import SpecError
 from . import METHODS
-from .base import Method, accuracy, kl_batchmean
+from .base import Method, accuracy, kl_batchmean, total
 
 
 def bridge_points(x: torch.Tensor, x_adv: torch.Tensor, m: int) -> list[torch.Tensor]:
@@ -52,7 +52,7 @@ class BAT(Method):
             raise SpecError(f"bat: m (the number of bridges) must be a positive integer, got {m!r}")
         super().__init__(model, attack, helpers, **params)
 
-    def loss(self, x, y, generator=None):
+    def objective(self, x, y, generator=None):
         if self.clean_first:
             logits = self.logits(x)
             x_adv = self.attack(x, y, generator)
@@ -62,6 +62,6 @@ class BAT(Method):
         chain = [logits] + [self.logits(xk) for xk in bridge_points(x, x_adv, self.m)]
         natural = F.cross_entropy(logits, y)
         robust = bridged_kl(chain)
-        loss = natural + self.beta * robust
-        return loss, {"loss": loss.detach(), "clean_acc": accuracy(logits, y),
-                      "adv_acc": accuracy(chain[-1], y), "kl": robust.detach()}
+        terms = {"natural": natural, "robust": self.beta * robust}   # loss = natural + β·robust
+        return terms, {"loss": total(terms).detach(), "clean_acc": accuracy(logits, y),
+                       "adv_acc": accuracy(chain[-1], y), "kl": robust.detach()}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import METHODS
-from .base import Method, accuracy, kl_batchmean
+from .base import Method, accuracy, kl_batchmean, total
 
 
 @METHODS.register("trades")
@@ -25,7 +25,7 @@ class TRADES(Method):
     defaults = {"beta": 6.0, "repeat_clean_forward": True}
     attack_defaults = {"loss": "kl", "random_start": "normal", "clamp_start": False, "bn_mode": "eval"}
 
-    def loss(self, x, y, generator=None):
+    def objective(self, x, y, generator=None):
         x_adv = self.attack(x, y, generator)
         logits = self.logits(x)
         logits_adv = self.logits(x_adv)
@@ -34,6 +34,6 @@ class TRADES(Method):
                 self.model(x)
         natural = F.cross_entropy(logits, y)
         robust = kl_batchmean(logits_adv, logits)
-        loss = natural + self.beta * robust
-        return loss, {"loss": loss.detach(), "clean_acc": accuracy(logits, y),
-                      "adv_acc": accuracy(logits_adv, y)}
+        terms = {"natural": natural, "robust": self.beta * robust}   # loss = natural + β·robust
+        return terms, {"loss": total(terms).detach(), "clean_acc": accuracy(logits, y),
+                       "adv_acc": accuracy(logits_adv, y)}

@@ -141,7 +141,7 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
             out.cells.append(_param_cell(plan, cell))
             continue
         got = [results[k] for k in cell.evals if k in results]
-        values = [r[cell.metric] for r in got]
+        values = [r[cell.metric] for r in got if r.get(cell.metric) is not None]   # None: not measurable
         mean, std = _stat(values, stat)
         exact = all(r["train_dataset"].get("exact") is not False for r in got)
         verdict = cell_verdict(planned=bool(cell.evals), mean=mean, std=std, published=cell.published,
@@ -151,7 +151,7 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact))
         for r in got:
             fp = out.datasets.setdefault(r["train_dataset"]["dataset"], {**r["train_dataset"], "tested": []})
-            if r["n"] not in fp["tested"]:   # test images the evaluations used (per protocol)
+            if r.get("n") is not None and r["n"] not in fp["tested"]:   # test images the evaluations used (per protocol)
                 fp["tested"] = sorted(fp["tested"] + [r["n"]])
             out.implementations.append(r.get("implementation", "?"))
             out.environments.append(r.get("environment", {}))
