@@ -10,8 +10,7 @@
 # and marks the rest "not run"; amp=bf16 and channels_last=1 select the precision
 # (they change run ids); threads=N sets CPU threads per job (default 1).
 from bench import layout, scales
-from bench.data.catalog import DATASETS
-from bench.data.locate import available, data_root, missing_message
+from bench.data.locate import available, missing_message
 from bench.errors import MissingDataError
 from bench.plan import Plan
 
@@ -65,14 +64,14 @@ def target_inputs(wc, kind):
     if plan.scale["data"]["source"] == "real":
         missing = [d for d in table.datasets if not available(d)]
         if missing and workflow.dryrun:
-            print(f"note: {table.stem} needs absent dataset(s) {', '.join(missing)}; a real run "
+            print(f"note: {table.stem} needs absent data {', '.join(missing)}; a real run "
                   f"would stop here (or use --config partial=1)", file=sys.stderr)
         elif missing and PARTIAL:
             keep -= set(missing)
         elif missing:
             raise MissingDataError(
-                f"{table.stem} needs dataset(s) that are not under the data root:\n"
-                + "\n".join(missing_message(DATASETS.get(d), data_root()) for d in missing)
+                f"{table.stem} needs data (datasets or model checkpoints) that are not under the data root:\n"
+                + "\n".join(missing_message(d) for d in missing)
                 + "\nProvide them, or render the cells that can run with --config partial=1.")
     return [layout.eval_path(scale, *key.split("/")) for key in table.eval_keys(keep)]
 

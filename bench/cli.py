@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from .errors import BenchError
+from .errors import BenchError, MissingDataError
 
 
 def _plan(args):
@@ -130,13 +130,24 @@ def cmd_regress(args) -> None:
 
 def cmd_data(args) -> None:
     from .data.catalog import DATASETS
-    from .data.locate import data_root, locate
+    from .data.locate import checkpoint_path, data_root, is_checkpoint, locate, missing_message
 
-    names = args.names or DATASETS.names()
+    names = args.names
+    if not names:   # every dataset, and every checkpoint the paper-scale specs evaluate
+        from .plan import Plan
+
+        plan = Plan("paper")
+        names = DATASETS.names() + sorted({d for r in plan.runs.values() for d in plan.inputs(r) if is_checkpoint(d)})
     if args.action == "check":
         bad = 0
         for name in names:
             try:
+                if is_checkpoint(name):
+                    path = checkpoint_path(name)
+                    if not path.is_file():
+                        raise MissingDataError(missing_message(name))
+                    print(f"{name}: checkpoint at {path}")
+                    continue
                 src, path = locate(name)
                 print(f"{name}: {src.format} at {path}" + (f" ({src.note})" if src.note else ""))
             except BenchError as e:
@@ -195,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     sp = with_scale(sub.add_parser("regress", help="compare a rendered table with its pinned reference"))
     sp.add_argument("target")
     sp.set_defaults(fn=cmd_regress)
-    sp = sub.add_parser("data", help="check, fingerprint or download datasets")
+    sp = sub.add_parser("data", help="check, fingerprint or download datasets (and RobustBench checkpoints: "
+                                     "robustbench:<dataset>/<threat model>/<id>)")
     sp.add_argument("action", choices=["check", "fingerprint", "download"])
     sp.add_argument("names", nargs="*")
     sp.add_argument("--strict", action="store_true", help="exit 1 if any is missing")

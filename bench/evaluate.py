@@ -71,7 +71,8 @@ def read_probe(scale: str, run_id: str, run_info: dict, protocol_id: str, protoc
               "implementation": f"bench.probes.{name} (source {provenance.source_hash([PROBES.source_file(name)])})",
               "run_id": run_id, "protocol_id": protocol_id, "protocol": protocol, "scale": scale,
               "probe_params": run_info["config"].get("probes", {}).get(name, {}),
-              "train_dataset": run_info["dataset"], "environment": provenance.environment()}
+              "train_dataset": run_info["dataset"], "extra_dataset": run_info.get("extra_dataset"),
+              "environment": provenance.environment()}
     write_json(out, result)
     return result
 
@@ -108,7 +109,8 @@ def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, proto
     result.update(
         run_id=run_id, protocol_id=protocol_id, protocol=protocol, scale=scale,
         checkpoint={"which": protocol.get("checkpoint", "best"), "epoch": ckpt.get("epoch")},
-        dataset=data.fingerprint, train_dataset=run_info["dataset"], seconds=time.perf_counter() - start,
+        dataset=data.fingerprint, train_dataset=run_info["dataset"], extra_dataset=run_info.get("extra_dataset"),
+        pretrained=run_info.get("pretrained"), seconds=time.perf_counter() - start,
         environment=provenance.environment(), device=str(dev))
     write_json(out, result)
     state = kwargs.get("state_path")

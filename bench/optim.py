@@ -9,6 +9,9 @@ Schedules (``schedule.name``):
   piecewise  lr·gamma^k after the k-th of ``milestones`` (epochs, counted from 0), or
              lr·factors[k] when ``factors`` is given.
   constant   lr throughout.
+  cosine     cosine annealing without restarts (Loshchilov & Hutter 2016), set per epoch as
+             Carmon et al.'s robust self-training code does: lr·½(1 + cos(π·e/E)) in epoch e
+             (counted from 0) of E; the last epoch keeps a small positive lr.
   cyclic     one triangular cycle (Smith 2017): linear from 0 up to lr at ``pct_start`` (0.5)
              of all steps, then linear down to 0 at the end; torch's CyclicLR with base_lr=0,
              max_lr=lr, step_size_up=pct_start·steps, step_size_down=(1−pct_start)·steps
@@ -123,7 +126,10 @@ def build_schedule(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epochs
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * (step // steps_per_epoch) / epochs)))
     if name == "cyclic":
         return Cyclic(optimizer, total, pct_start=cfg.get("pct_start", 0.5),
                       cycle_momentum=bool(cfg.get("cycle_momentum", False)))
-    raise SpecError(f"unknown schedule {name!r} (known: onecycle, piecewise, constant, cyclic)")
+    raise SpecError(f"unknown schedule {name!r} (known: onecycle, piecewise, constant, cyclic, cosine)")

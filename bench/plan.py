@@ -26,6 +26,7 @@ from typing import Any
 from . import layout, scales, specs
 from .attacks import ATTACKS
 from .data.catalog import DATASETS
+from .data.locate import checkpoint_requirement
 from .errors import SpecError
 from .measures import MEASURES
 from .probes import PROBES
@@ -113,7 +114,8 @@ class Cell:
     std: float | None
     runs: list[str] = field(default_factory=list)   # the runs behind the cell, one per seed
     param: str | None = None  # a hyperparameter column: dotted path into the run config
-    data: list[str] = field(default_factory=list)   # further datasets its protocol reads (CIFAR-10-C)
+    data: list[str] = field(default_factory=list)   # further data: its protocol's (CIFAR-10-C), its runs' extra
+                                                    # training data and imported checkpoints
 
     @property
     def datasets(self) -> set[str]:
@@ -312,6 +314,10 @@ class Plan:
         over = row.get("settings", {}).get(sid, {})
         if over == "skip":
             return None
+        if "pretrained" in row:
+            run = self._pretrained_run(setting, row)
+            self._memo[key] = run
+            return run
         row_train = dict(row.get("train", {}))   # a row may start from another recipe ("base")
         train = deep_merge(self._recipe(spec, row_train.pop("base", setting["recipe"])), row_train)
         train = deep_merge(train, over.get("train", {}))
@@ -338,9 +344,16 @@ class Plan:
                 raise SpecError(f"{where}: selection by robust accuracy needs a 'protocol'")
             _, proto = self._protocol(spec, sel_proto, eps)
             selection["attack"] = deep_merge(proto["attack"], sc.get("selection", {}).get("attack", {}))
-        data = {"source": sc["data"]["source"], "n_train": sc["data"].get("n_train")}
-        if data["source"] == "synthetic":
-            data["synthetic_size"] = sc["data"].get("synthetic_size", [512, 256])
+        data = self._data()
+        if "extra" in train:  # robust self-training: extra pseudo-labelled images in every batch
+            info = DATASETS.get(train["extra"]["dataset"])
+            if info.extends != setting["dataset"]:
+                raise SpecError(f"{where}: extra data {info.name!r} is for {info.extends!r}, "
+                                f"not for {setting['dataset']!r}")
+            n = sc["data"].get("n_extra")
+            if n is None and data["source"] == "synthetic":
+                n = 10 * data["synthetic_size"][0]
+            data["extra"] = {**train["extra"], "n": n}
         requires: dict[str, str] = {}
         for k, v in list(method.items()):
             if isinstance(v, dict) and set(v) == {"row"}:
@@ -380,6 +393,46 @@ class Plan:
         run = self.runs.setdefault(run_id, Run(run_id, config, requires))
         self._memo[key] = run
         return run
+
+    def _data(self) -> dict[str, Any]:
+        """The data block of a run config: the scale's source and training subset."""
+        sc = self.scale["data"]
+        data = {"source": sc["source"], "n_train": sc.get("n_train")}
+        if data["source"] == "synthetic":
+            data["synthetic_size"] = sc.get("synthetic_size", [512, 256])
+        return data
+
+    def _pretrained_run(self, setting: dict, row: dict) -> Run:
+        """A model evaluated without training (bench/pretrained.py): one run for every seed,
+        its weights from RobustBench or a file, or random at a scale that says so (smoke)."""
+        src = {**row["pretrained"], **self.scale.get("pretrained", {})}
+        if "robustbench" in src:
+            src = {"dataset": setting["dataset"], "threat_model": "Linf", **src}
+            model = {"name": "robustbench", "id": src["robustbench"], "dataset": src["dataset"],
+                     "threat_model": src["threat_model"]}
+            tag, versions = src["robustbench"], [_package_version("robustbench")]
+        else:
+            model, tag, versions = expand_model(src.pop("model")), Path(src["file"]).stem, []
+        DATASETS.get(setting["dataset"])
+        config = {"dataset": setting["dataset"], "data": {**self._data(), "n_train": None}, "model": model,
+                  "pretrained": src, "epochs": 0, "seed": 0}
+        code = code_version(["pretrained.py", "checkpoint.py", "fileio.py", *DATA_CODE, "models/__init__.py",
+                             "models/base.py", f"models/{model['name']}.py"])
+        run_id = f"{setting['dataset']}-pretrained-{tag}-{short_hash(canonical(config), code, *versions)}"
+        return self.runs.setdefault(run_id, Run(run_id, config, {}))
+
+    def inputs(self, run: Run) -> list[str]:
+        """What a run reads from the data root besides its dataset (real data only): extra
+        training data and imported weights, its own and those of the runs it needs."""
+        if self.scale["data"]["source"] != "real":
+            return []
+        cfg = run.config
+        out = [cfg["data"]["extra"]["dataset"]] if cfg["data"].get("extra") else []
+        if "pretrained" in cfg:
+            out.append(checkpoint_requirement(cfg["pretrained"]))
+        for other in run.requires.values():
+            out += self.inputs(self.runs[other])
+        return sorted(set(out))
 
     def _add_paper(self, spec: dict) -> None:
         for kind, section in (("table", "tables"), ("figure", "figures")):
@@ -448,15 +501,17 @@ class Plan:
         for sid, setting in table["settings"].items():
             for rid in table["rows"]:
                 runs = [self._run(spec, tid, table, sid, rid, seed) for seed in seeds]
-                run_ids = [r.id for r in runs if r is not None]
+                run_ids = list(dict.fromkeys(r.id for r in runs if r is not None))   # a pretrained row: one run
+                inputs = sorted({d for r in runs if r is not None for d in self.inputs(r)})
                 for cid, col in columns.items():
                     keys = []
                     if (sid, cid) in protocols:
                         pid, proto = protocols[(sid, cid)]
-                        keys = [self._evaluation(spec, tid, table, sid, seed, run, pid, proto).key
-                                for seed, run in zip(seeds, runs) if run is not None]
+                        keys = list(dict.fromkeys(self._evaluation(spec, tid, table, sid, seed, run, pid, proto).key
+                                                  for seed, run in zip(seeds, runs) if run is not None))
                     value, std = published.get((sid, rid, cid), (None, None))
                     data = protocols[(sid, cid)][1].get("data", []) if (sid, cid) in protocols else []
+                    data = sorted({*data, *inputs})
                     target.cells.append(Cell(sid, rid, cid, setting["dataset"], col.get("metric", "param"), keys,
                                              value, std, run_ids, col.get("param"), data))
         for claim in table.get("claims", []):

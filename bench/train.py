@@ -9,6 +9,10 @@ epoch as in HAT's code), metrics.json and state.pt (everything needed to resume)
 An interrupted run resumes from state.pt and reaches the same weights: every random
 draw comes from generators seeded by (seed, epoch).
 
+A run with extra training data (``data.extra``, robust self-training) draws its batches
+from a :class:`~bench.data.loader.MixedLoader`; a run of a model evaluated without
+training (``pretrained``) imports its weights instead (bench/pretrained.py).
+
 Probes (``cfg["probes"]``, bench/probes) are training-time analyses: with none
 requested the loop is exactly the plain one; with some, the loop asks the method for
 its objective's terms (``Method.objective``, summed into the same loss) and calls each
@@ -30,8 +34,8 @@ from typing import Any
 import torch
 
 from . import checkpoint, precision, provenance
-from .data.store import load_for_run
-from .data.loader import DeviceLoader, epoch_generator
+from .data.store import load_extra, load_for_run
+from .data.loader import DeviceLoader, MixedLoader, epoch_generator
 from .errors import BenchError
 from .evaluate import measure
 from .fileio import torch_save, write_json
@@ -66,6 +70,10 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
           progress: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
 
+    if "pretrained" in cfg:   # evaluated without training: import the weights (bench/pretrained.py)
+        from .pretrained import import_model
+
+        return import_model(run_id, cfg, run_dir)
     dev = precision.device()
     prec = cfg.get("precision", {})
     amp, channels_last = prec.get("amp", "none"), bool(prec.get("channels_last", False))
@@ -73,8 +81,14 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
 
     data = load_for_run(cfg, n_test=cfg["selection"].get("n_test"))
     info = data.info
-    train_loader = DeviceLoader(data.train, cfg["batch_size"], dev, shuffle=True, augment=info.augment,
-                                channels_last=channels_last)
+    extra = load_extra(cfg)   # robust self-training: pseudo-labelled images in every batch
+    if extra is None:
+        train_loader = DeviceLoader(data.train, cfg["batch_size"], dev, shuffle=True, augment=info.augment,
+                                    channels_last=channels_last)
+    else:
+        train_loader = MixedLoader(data.train, extra.train, cfg["batch_size"], dev,
+                                   fraction=cfg["data"]["extra"]["fraction"], augment=info.augment,
+                                   channels_last=channels_last)
     test_loader = DeviceLoader(data.test, cfg["selection"].get("batch_size", 500), dev,
                                channels_last=channels_last)
 
@@ -125,6 +139,8 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
         write_json(run_dir / "config.json", resolved)
     log(f"[{run_id}] resolved config:\n{json.dumps(resolved, indent=2, default=str)}")
     log(f"[{run_id}] dataset: {json.dumps(data.fingerprint)}")
+    if extra is not None:
+        log(f"[{run_id}] extra training data: {json.dumps(extra.fingerprint)}")
 
     bar = tqdm(total=epochs * len(train_loader), initial=start_epoch * len(train_loader), desc=run_id,
                file=sys.stderr, disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
@@ -193,6 +209,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     speeds = [h["images_per_s"] for h in history[1:]] or [h["images_per_s"] for h in history]
     summary = {
         "run_id": run_id, "config": resolved, "dataset": data.fingerprint,
+        "extra_dataset": extra.fingerprint if extra is not None else None,
         "best": best, "epochs": epochs, "final": history[-1] if history else None,
         "throughput": {"images_per_s": statistics.fmean(speeds),
                        "images_per_s_std": statistics.pstdev(speeds) if len(speeds) > 1 else 0.0,

@@ -5,10 +5,13 @@ import pytest
 import torch
 
 from bench.data import DATASETS
+from bench.errors import SpecError
 from bench.models import ALIASES, MODELS, build, expand
 
 SMALL = {"resnet": {"width": 4, "blocks": [1, 1, 1, 1]}, "preact_resnet": {"width": 4, "blocks": [1, 1, 1, 1]},
-         "wide_resnet": {"depth": 10, "widen": 1}, "mlp": {"hidden": 8}, "lenet": {}}
+         "wide_resnet": {"depth": 10, "widen": 1}, "mlp": {"hidden": 8}, "lenet": {},
+         # a RobustBench zoo model is one fixed network: it builds for its own dataset's shape only
+         "robustbench": {"id": "Standard", "dataset": "cifar10", "threat_model": "Linf"}}
 VECTOR_MODELS = {"mlp"}
 
 
@@ -18,6 +21,10 @@ def test_every_family_builds_for_every_dataset(family, dataset):
     info = DATASETS.get(dataset)
     if (len(info.shape) == 1) != (family in VECTOR_MODELS):
         pytest.skip("image models take images, vector models vectors")
+    if family == "robustbench" and (info.num_classes, info.shape) != (10, (3, 32, 32)):
+        with pytest.raises(SpecError, match="takes 3-channel images of 10 classes"):
+            build({"name": family, **SMALL[family]}, info.num_classes, info.shape[0])
+        return
     model = build({"name": family, **SMALL[family]}, info.num_classes, info.shape[0]).eval()
     out = model(torch.rand(2, *info.shape))
     assert out.shape == (2, info.num_classes)

@@ -55,6 +55,27 @@ def test_missing_data_stops_before_any_job(tmp_path):
     assert not (tmp_path / "tables").exists() and not Path(os.environ["BENCH_RESULTS"]).exists()
 
 
+def test_missing_extra_data_and_checkpoint_stop_before_any_job(tmp_path):
+    env = {"BENCH_DATA": str(tmp_path / "nodata")}
+    out = snakemake(tmp_path, "--cores", "1", "tables/mini/hat_table4.md", env=env, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "ti_500K_pseudo_labeled.pickle" in text
+    assert "robustbench/cifar10/Linf/Sehwag2021Proxy_R18.pt" in text and "semisup-adv" in text
+    assert not (tmp_path / "tables").exists() and not Path(os.environ["BENCH_RESULTS"]).exists()
+
+
+def test_smoke_table4_evaluates_a_robustbench_architecture_and_trains_on_mixed_batches(tmp_path):
+    env = {"BENCH_RESULTS": str(tmp_path / "results"), "BENCH_CACHE": str(tmp_path / "cache")}
+    snakemake(tmp_path, "--cores", "2", "tables/smoke/hat_table4.md", env=env)
+    md = (tmp_path / "tables/smoke/hat_table4.md").read_text()
+    for needle in ("`ti500k`: synthetic, **SUBSTITUTE**", "extra training data",
+                   "robustbench:cifar10/Linf/Sehwag2021Proxy_R18: its architecture with random weights",
+                   "| 85.02 |", "| 84.38 |", "| 87.66 | ", "+ 1280 extra images (ti500k, 0.5 of every batch)"):
+        assert needle in md, needle
+    runs = sorted(p.name for p in (tmp_path / "results/smoke/runs").iterdir())
+    assert len(runs) == 4 and sum("-pretrained-Sehwag2021Proxy_R18-" in r for r in runs) == 1   # + the helper
+
+
 def test_bad_input_is_one_clear_error(tmp_path):
     out = sh("bench", "train", "--scale", "smoke", "no-such-run", check=False)
     assert out.returncode == 2 and "not in the smoke plan" in out.stderr and "Traceback" not in out.stderr

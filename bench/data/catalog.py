@@ -34,6 +34,7 @@ class DatasetInfo:
     obtain: str  # how to get the files
     sources: tuple[Source, ...] = field(default_factory=tuple)
     generator: str | None = None  # a function in bench.data.generated: the data is defined by a paper
+    extends: str | None = None    # extra training data for this dataset (its classes, its image shape)
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -104,6 +105,21 @@ _add(DatasetInfo(
     # HAT Sec. 3 / App. A: two noisy concentric circles in x1-x2, separable along x3.
     "toy3d", 2, (3,), 2000, 2000, augment="none", generator="hat_toy",
     obtain="generated from the constants of HAT App. A (nothing to download)",
+))
+
+_add(DatasetInfo(
+    # Extra training data only (no test split): the 500K Tiny Images of Carmon et al. (2019),
+    # pseudo-labelled with CIFAR-10's classes by their standard model; robust self-training
+    # (HAT Table 4, BAT Table 3) mixes it into every batch (bench.data.loader.MixedLoader).
+    "ti500k", 10, (3, 32, 32), 500000, 0, augment="crop_flip", extends="cifar10",
+    obtain="ti_500K_pseudo_labeled.pickle from https://github.com/yaircarmon/semisup-adv (the download "
+           "link in its README, Carmon et al. 2019) placed in the data root",
+    sources=(
+        Source("pseudo_pickle", "ti_500K_pseudo_labeled.pickle", None,
+               "ti_500K_pseudo_labeled.pickle (a pickle: 'data' 500000×32×32×3 uint8, "
+               "'extrapolated_targets' 500000 labels)",
+               note="Carmon et al.'s file; no checksum is published, so unverified"),
+    ),
 ))
 
 #: CIFAR-10-C's 15 benchmark corruptions (Hendrycks & Dietterich, ICLR 2019; the set of

@@ -1,6 +1,6 @@
 """Readers for the on-disk layouts named in :mod:`bench.data.catalog`.
 
-Each reader takes the source directory and returns ``(x_train, y_train, x_test,
+Each reader takes the source directory (or file) and returns ``(x_train, y_train, x_test,
 y_test, verified)`` with images as uint8 tensors ``N×C×H×W`` and int64 labels.
 ``verified`` is True when the files' checksums match the published originals.
 """
@@ -155,10 +155,22 @@ def read_tinyimagenet(d: Path) -> Arrays:
     return (*_to_tensors(xtr, ytr, xte, yte), None)
 
 
+def read_pseudo_pickle(f: Path) -> Arrays:
+    """Carmon et al. (2019)'s pseudo-labelled extra data: a pickle with ``data`` (N×32×32×3
+    uint8) and ``extrapolated_targets`` (N labels). Training images only: the test split is empty."""
+    with open(f, "rb") as fh:
+        aux = pickle.load(fh)
+    x = np.asarray(aux["data"], dtype=np.uint8).transpose(0, 3, 1, 2)
+    y = np.asarray(aux["extrapolated_targets"], dtype=np.int64)
+    empty = np.zeros((0, *x.shape[1:]), dtype=np.uint8)
+    return (*_to_tensors(x, y, empty, np.zeros(0, dtype=np.int64)), None)
+
+
 READERS: dict[str, Callable[[Path], Arrays]] = {
     "cifar_pickle": read_cifar_pickle,
     "mnist_idx": read_mnist_idx,
     "svhn_mat": read_svhn_mat,
     "imagefolder": read_imagefolder,
     "tinyimagenet": read_tinyimagenet,
+    "pseudo_pickle": read_pseudo_pickle,
 }

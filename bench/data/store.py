@@ -44,6 +44,9 @@ class Loaded:
 
 def _listing_key(directory: Path) -> str:
     h = hashlib.sha1(str(directory.resolve()).encode())
+    if directory.is_file():   # a one-file source (the extra data's pickle)
+        st = directory.stat()
+        h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames.sort()
         for f in sorted(filenames):
@@ -123,3 +126,13 @@ def load_for_run(cfg: dict, n_test: int | None = None) -> Loaded:
     d = cfg["data"]
     return load(cfg["dataset"], source=d["source"], synthetic_size=tuple(d.get("synthetic_size", (512, 256))),
                 n_train=d.get("n_train"), n_test=n_test)
+
+
+def load_extra(cfg: dict) -> Loaded | None:
+    """A planned run's extra training data (``data.extra``: robust self-training), ``n`` of it
+    (all when None; at the synthetic scale, ``n`` generated images), or None."""
+    d = cfg["data"]
+    extra = d.get("extra")
+    if not extra:
+        return None
+    return load(extra["dataset"], source=d["source"], synthetic_size=(extra["n"] or 0, 0), n_train=extra["n"])

@@ -8,7 +8,7 @@ import zlib
 import torch
 import torch.nn.functional as F
 
-from .catalog import DatasetInfo
+from .catalog import DATASETS, DatasetInfo
 
 SIGNAL = 0.3
 CLUTTER = 0.05
@@ -17,12 +17,17 @@ SHIFT = 0.05     # per-image brightness shift
 
 
 def make(info: DatasetInfo, n_train: int, n_test: int):
-    """Return ``(x_train, y_train, x_test, y_test)``; identical for identical arguments."""
-    g = torch.Generator().manual_seed(zlib.crc32(info.name.encode()))
+    """Return ``(x_train, y_train, x_test, y_test)``; identical for identical arguments.
+    Extra data for another dataset (``info.extends``) shares that dataset's class templates
+    and draws its own images."""
+    base = DATASETS.get(info.extends) if info.extends else info
+    g = torch.Generator().manual_seed(zlib.crc32(base.name.encode()))
     c, h, w = info.shape
     k = info.num_classes
     coarse = torch.rand(k, c, 4, 4, generator=g) * 2 - 1
     templates = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+    if info.extends:
+        g = torch.Generator().manual_seed(zlib.crc32(info.name.encode()))
 
     def sample(n: int):
         y = torch.arange(n) % k

@@ -58,6 +58,7 @@ class TableResult:
     missing: dict[str, str] = field(default_factory=dict)                 # dataset → reason
     throughput: dict[tuple[str, str], float] = field(default_factory=dict)  # (row, setting) → images/s
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)          # displayed rows
+    imported: list[str] = field(default_factory=list)                      # weights of models not trained here
 
 
 def _stat(values: list[float], stat: str) -> tuple[float | None, float | None]:
@@ -73,6 +74,37 @@ def lookup(config: dict[str, Any], path: str) -> Any:
             return None
         config = config[part]
     return config
+
+
+def _origin(pretrained: dict[str, Any]) -> str:
+    """Where an imported model's weights came from (its run.json), for the report header."""
+    where = pretrained["weights"]
+    return where + (f" (sha256 {pretrained['sha256'][:16]}, robustbench {pretrained['robustbench']})"
+                    if "robustbench" in pretrained else f" (sha256 {pretrained['sha256'][:16]})"
+                    if "sha256" in pretrained else "")
+
+
+def training_budget(configs: list[dict[str, Any]]) -> str:
+    """The training budget of a setting's runs, as the report header and claim verdicts state it."""
+    join = lambda values: "/".join(map(str, sorted(set(values), key=str)))
+    trained = [c for c in configs if "pretrained" not in c]
+    parts = []
+    if trained:
+        models = join(c["model"]["name"] + "(" + ",".join(f"{k}={v}" for k, v in c["model"].items()
+                                                          if k != "name") + ")" for c in trained)
+        images = join(c["data"].get("n_train") or "all" for c in trained)
+        extra = join(f" + {e['n'] or 'all'} extra images ({e['dataset']}, {e['fraction']:g} of every batch)"
+                     for e in (c["data"].get("extra") for c in trained) if e)
+        steps = join(c["attack"].get("steps", "?") for c in trained)
+        parts.append(f"{join(c['epochs'] for c in trained)} epochs on {images} training images{extra}, "
+                     f"{steps}-step training attack, {models}")
+    for c in configs:
+        if "pretrained" in c:
+            p, m = c["pretrained"], c["model"]
+            name = f"RobustBench {p['robustbench']}" if "robustbench" in p else p["file"]
+            parts.append(f"{name} evaluated without training" + (" (random weights: a stand-in at this scale)"
+                                                                 if p.get("weights") == "random" else ""))
+    return "; ".join(parts)
 
 
 def _param_cell(plan: Plan, cell: Cell) -> CellResult:
@@ -147,33 +179,34 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         verdict = cell_verdict(planned=bool(cell.evals), mean=mean, std=std, published=cell.published,
                                std_pub=cell.std, paper_scale=paper_scale, exact_data=exact)
         absent = sorted(cell.datasets & set(missing))
-        note = f"dataset {', '.join(absent)} absent" if absent and cell.evals else ""
+        note = f"{', '.join(absent)} absent" if absent and cell.evals else ""
         out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact))
         for r in got:
             fp = out.datasets.setdefault(r["train_dataset"]["dataset"], {**r["train_dataset"], "tested": []})
             if r.get("n") is not None and r["n"] not in fp["tested"]:   # test images the evaluations used (per protocol)
                 fp["tested"] = sorted(fp["tested"] + [r["n"]])
+            if r.get("extra_dataset"):
+                out.datasets.setdefault(r["extra_dataset"]["dataset"],
+                                        {**r["extra_dataset"], "tested": [], "role": "extra training data"})
+            if r.get("pretrained"):
+                out.imported.append(_origin(r["pretrained"]))
             out.implementations.append(r.get("implementation", "?"))
             out.environments.append(r.get("environment", {}))
     out.implementations = sorted(set(out.implementations))
+    out.imported = sorted(set(out.imported))
 
     for sid in table.spec["settings"]:
         configs = [plan.run(r).config for r in sorted({r for c in table.cells if c.setting == sid for r in c.runs})]
         if configs:
-            join = lambda values: "/".join(map(str, sorted(set(values), key=str)))
-            models = join(c["model"]["name"] + "(" + ",".join(f"{k}={v}" for k, v in c["model"].items()
-                                                              if k != "name") + ")" for c in configs)
-            images = join(c["data"].get("n_train") or "all" for c in configs)
-            steps = join(c["attack"].get("steps", "?") for c in configs)
-            out.budgets[sid] = (f"{join(c['epochs'] for c in configs)} epochs on {images} training images, "
-                                f"{steps}-step training attack, {models}")
+            out.budgets[sid] = training_budget(configs)
 
     for c in out.cells:
         runs = {results[k]["run_id"] for k in c.cell.evals if k in results}
         if runs and (c.cell.row, c.cell.setting) not in out.throughput:
-            speeds = [read_json(layout.run_dir(plan.scale_name, r) / "run.json")["throughput"]["images_per_s"]
-                      for r in sorted(runs)]
-            out.throughput[(c.cell.row, c.cell.setting)] = statistics.fmean(speeds)
+            measured = [read_json(layout.run_dir(plan.scale_name, r) / "run.json")["throughput"] for r in sorted(runs)]
+            speeds = [m["images_per_s"] for m in measured if m]   # none for a model not trained here
+            if speeds:
+                out.throughput[(c.cell.row, c.cell.setting)] = statistics.fmean(speeds)
 
     out.rows = dict(table.spec["rows"])
     if "match" in table.spec:

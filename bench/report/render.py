@@ -67,7 +67,7 @@ def _context(res: TableResult, plan: Plan) -> dict:
         paper_title=t.paper_spec["title"], table_id=f"{t.paper}_{t.table}", title=t.spec["title"],
         scale=res.scale, scale_description=plan.scale["description"], generated=provenance.now(),
         commit=provenance.git_commit(), datasets=dict(sorted(res.datasets.items())), missing=res.missing,
-        implementations=res.implementations, budgets=res.budgets,
+        implementations=res.implementations, budgets=res.budgets, imported=res.imported,
         stat=t.aggregation["stat"], seeds=t.aggregation["seeds"], rule=RULE,
         settings=t.spec["settings"], columns=t.spec["columns"], rows=res.rows,
         row_header=t.spec.get("row_header", "Algorithm"), cells=res.cells, claims=res.claims,
