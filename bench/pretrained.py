@@ -14,20 +14,12 @@ architecture with seeded random weights instead, labelled as a stand-in everywhe
 """
 from __future__ import annotations
 
-import hashlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .errors import BenchError, MissingDataError
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from .fileio import file_digest
 
 
 def _state_dict(obj: Any) -> dict:
@@ -58,7 +50,7 @@ def weights(cfg: dict[str, Any], num_classes: int, in_channels: int):
     path = checkpoint_path(requirement)
     if not path.is_file():
         raise MissingDataError(missing_message(requirement))
-    origin = {"weights": requirement, "file": str(path), "sha256": _sha256(path)}
+    origin = {"weights": requirement, "file": str(path), "sha256": file_digest(path)}
     if "robustbench" in src:
         from .models.robustbench import zoo
 

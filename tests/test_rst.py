@@ -100,7 +100,8 @@ def test_planned_rst_runs_follow_carmon_et_al_and_share_nothing_with_table2():
     runs = {plan.evals[k].run_id: plan.run(plan.evals[k].run_id) for k in table.eval_keys()}
     trained = [r for r in runs.values() if "pretrained" not in r.config]
     assert len(runs) == 3 and len(trained) == 2
-    for r in trained + [plan.run(runs[next(i for i in runs if "-hat-" in i)].requires["helper"])]:
+    helper = plan.run(next(r for r in trained if r.config["method"]["name"] == "hat").requires["helper"])
+    for r in trained + [helper]:
         c = r.config
         assert c["data"]["extra"] == {"dataset": "ti500k", "fraction": 0.5, "n": None}
         assert c["epochs"] == 200 and c["batch_size"] == 256 and c["schedule"] == {"name": "cosine"}
@@ -109,7 +110,7 @@ def test_planned_rst_runs_follow_carmon_et_al_and_share_nothing_with_table2():
         assert c["model"] == {"name": "resnet", "blocks": [2, 2, 2, 2], "width": 64} and c["seed"] == 0
     methods = {r.config["method"]["name"]: r.config["method"] for r in trained}
     assert methods["trades"]["beta"] == 6.0 and (methods["hat"]["beta"], methods["hat"]["gamma"]) == (3.5, 0.5)
-    assert plan.run(methods["hat"]["helper"]).config["method"]["name"] == "standard"
+    assert helper.config["method"]["name"] == "standard" and helper.config["selection"]["metric"] == "clean"
     assert set(table.datasets) == {"cifar10", "ti500k", "robustbench:cifar10/Linf/Sehwag2021Proxy_R18"}
     table2 = Plan("paper", papers=["hat"]).table("tables/hat_table2.md")
     assert not set(runs) & {plan.evals[k].run_id for k in table2.eval_keys()}

@@ -6,13 +6,14 @@ y_test, verified)`` with images as uint8 tensors ``N×C×H×W`` and int64 labels
 """
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+
+from ..fileio import file_digest
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "bool | None"]
 
@@ -46,16 +47,8 @@ KNOWN_MD5 = {
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".JPEG", ".JPG", ".PNG"}
 
 
-def md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(directory: Path, table: str) -> bool:
-    return all(md5(directory / name) == digest for name, digest in KNOWN_MD5[table].items())
+    return all(file_digest(directory / name, "md5") == digest for name, digest in KNOWN_MD5[table].items())
 
 
 def _to_tensors(xtr, ytr, xte, yte):

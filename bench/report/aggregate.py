@@ -100,7 +100,7 @@ def training_budget(configs: list[dict[str, Any]]) -> str:
                      f"{steps}-step training attack, {models}")
     for c in configs:
         if "pretrained" in c:
-            p, m = c["pretrained"], c["model"]
+            p = c["pretrained"]
             name = f"RobustBench {p['robustbench']}" if "robustbench" in p else p["file"]
             parts.append(f"{name} evaluated without training" + (" (random weights: a stand-in at this scale)"
                                                                  if p.get("weights") == "random" else ""))
