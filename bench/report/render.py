@@ -39,8 +39,9 @@ def fmt_delta(c: CellResult) -> str:
     return "–" if c.delta is None else f"{c.delta:+.2f}"
 
 
-def fmt_claim(v: bool | None) -> str:
-    return {True: "holds", False: "fails", None: "not run"}[v]
+def fmt_claim(v: bool | None, missing: str = "not run") -> str:
+    """A claim's verdict; ``missing`` where a cell it needs has no number."""
+    return {True: "holds", False: "fails", None: missing}[v]
 
 
 def exactness(fp: dict) -> str:
