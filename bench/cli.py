@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from .errors import BenchError, MissingDataError
+from .errors import BenchError
 
 
 def _plan(args):
@@ -130,7 +130,7 @@ def cmd_regress(args) -> None:
 
 def cmd_data(args) -> None:
     from .data.catalog import DATASETS
-    from .data.locate import checkpoint_path, data_root, is_checkpoint, locate, missing_message
+    from .data.locate import available, checkpoint_path, data_root, is_checkpoint, locate, missing_message
 
     names = args.names
     if not names:   # every dataset, and every checkpoint the paper-scale specs evaluate
@@ -141,18 +141,14 @@ def cmd_data(args) -> None:
     if args.action == "check":
         bad = 0
         for name in names:
-            try:
-                if is_checkpoint(name):
-                    path = checkpoint_path(name)
-                    if not path.is_file():
-                        raise MissingDataError(missing_message(name))
-                    print(f"{name}: checkpoint at {path}")
-                    continue
+            if not available(name):
+                bad += 1
+                print(f"{name}: MISSING\n{missing_message(name)}")
+            elif is_checkpoint(name):
+                print(f"{name}: checkpoint at {checkpoint_path(name)}")
+            else:
                 src, path = locate(name)
                 print(f"{name}: {src.format} at {path}" + (f" ({src.note})" if src.note else ""))
-            except BenchError as e:
-                bad += 1
-                print(f"{name}: MISSING\n{e}")
         if bad and args.strict:
             raise SystemExit(1)
     elif args.action == "fingerprint":

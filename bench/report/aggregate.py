@@ -78,10 +78,10 @@ def lookup(config: dict[str, Any], path: str) -> Any:
 
 def _origin(pretrained: dict[str, Any]) -> str:
     """Where an imported model's weights came from (its run.json), for the report header."""
-    where = pretrained["weights"]
-    return where + (f" (sha256 {pretrained['sha256'][:16]}, robustbench {pretrained['robustbench']})"
-                    if "robustbench" in pretrained else f" (sha256 {pretrained['sha256'][:16]})"
-                    if "sha256" in pretrained else "")
+    facts = [f"sha256 {pretrained['sha256'][:16]}"] if "sha256" in pretrained else []
+    if "robustbench" in pretrained:
+        facts.append(f"robustbench {pretrained['robustbench']}")
+    return pretrained["weights"] + (f" ({', '.join(facts)})" if facts else "")
 
 
 def training_budget(configs: list[dict[str, Any]]) -> str:
