@@ -1,8 +1,9 @@
 """Slow tier (BENCH_SLOW=1): the mini scale on real data from ../shared/data.
 
 Builds the CIFAR-10 column of HAT Table 2 at the mini scale (JPEG substitute, about an
-hour on 2 CPU cores; the other datasets are absent and render as "not run") and checks
-it against the pinned reference numbers, the nightly regression."""
+hour on 2 CPU cores; the other datasets are absent and render as "not run") and BAT
+Table 1 on exact MNIST (about an hour and a half), and checks both against their pinned
+reference numbers, the nightly regression."""
 from __future__ import annotations
 
 import os
@@ -22,4 +23,14 @@ def test_mini_hat_table2_matches_pinned_reference(tmp_path):
     md = (tmp_path / "tables/mini/hat_table2.md").read_text()
     assert "SUBSTITUTE" in md and "not run" in md            # JPEG CIFAR-10; SVHN etc. absent
     out = sh("bench", "regress", "--scale", "mini", "tables/mini/hat_table2.md", cwd=tmp_path, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+def test_mini_bat_table1_on_exact_mnist_matches_pinned_reference(tmp_path):
+    env = {"BENCH_DATA": os.environ.get("BENCH_DATA", str(SHARED_DATA)),
+           "BENCH_CACHE": str(REPO / "results" / "cache")}
+    snakemake(tmp_path, "--cores", "2", "tables/mini/bat_table1.md", env=env)
+    md = (tmp_path / "tables/mini/bat_table1.md").read_text()
+    assert "exact original" in md and "not run" not in md.split("## Claims")[0]
+    out = sh("bench", "regress", "--scale", "mini", "tables/mini/bat_table1.md", cwd=tmp_path, check=False)
     assert out.returncode == 0, out.stderr
