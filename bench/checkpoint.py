@@ -1,24 +1,79 @@
-"""Model checkpoints: weights plus what is needed to rebuild the network."""
+"""Model checkpoints: weights plus what is needed to rebuild the network.
+
+Every checkpoint a run writes is recorded with its sha256 in the run's ``run.json``
+(``checkpoints``); :func:`load_run` reads a run's checkpoint only if its bytes still have
+that digest and its weights are finite, so a replaced, damaged or diverged checkpoint is
+never evaluated.
+"""
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .fileio import torch_save
+from .errors import BenchError
+from .fileio import atomic_write, file_digest, read_json
 from .models import build
 
 
 def save(path: Path, model: torch.nn.Module, model_cfg: dict, num_classes: int, in_channels: int,
-         **meta: Any) -> None:
+         **meta: Any) -> str:
+    """Write the checkpoint atomically; returns the sha256 of the bytes written."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch_save(path, {"model": state, "model_cfg": model_cfg, "num_classes": num_classes,
-                      "in_channels": in_channels, **meta})
+    buf = io.BytesIO()
+    torch.save({"model": state, "model_cfg": model_cfg, "num_classes": num_classes,
+                "in_channels": in_channels, **meta}, buf)
+    data = buf.getvalue()
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
+    return hashlib.sha256(data).hexdigest()
 
 
-def load(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+def check_finite(state: dict[str, torch.Tensor], where: Path) -> None:
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise BenchError(f"{where} holds non-finite weights ({', '.join(bad[:3])}{', …' if len(bad) > 3 else ''}): "
+                         f"the run diverged; remove its folder and rerun (or change its recipe)")
+
+
+def load(path: Path, device: torch.device, sha256: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """The model in ``path`` (eval mode, on ``device``) and the checkpoint dict; with
+    ``sha256``, only if the file still has that digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path} is missing: rerun the job that writes it (snakemake rebuilds it)")
+    if sha256 is not None and file_digest(path) != sha256:
+        raise BenchError(f"{path} does not match the sha256 its run recorded: it was replaced or damaged; "
+                         f"remove {path.parent} and rerun")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:   # truncated or not a checkpoint
+        raise BenchError(f"{path} cannot be read ({type(e).__name__}); remove it and rerun") from None
+    check_finite(ckpt["model"], path)
     model = build(ckpt["model_cfg"], ckpt["num_classes"], ckpt["in_channels"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
+
+
+def recorded(run_dir: Path, which: str) -> str:
+    """The sha256 that ``run_dir``'s run.json records for checkpoint ``which`` (best, last, epoch<k>)."""
+    info = read_json(Path(run_dir) / "run.json")
+    digest = (info.get("checkpoints") or {}).get(which)
+    if digest is None:
+        raise BenchError(f"{run_dir}/run.json records no checkpoint {which!r} (written by older code?); "
+                         f"remove {run_dir} and rerun")
+    return digest
+
+
+def load_run(run_dir: Path, which: str, device: torch.device) -> tuple[torch.nn.Module, dict, str]:
+    """A finished run's checkpoint ``which``, verified against its run.json; also its sha256."""
+    digest = recorded(run_dir, which)
+    model, ckpt = load(Path(run_dir) / f"{which}.pt", device, digest)
+    return model, ckpt, digest

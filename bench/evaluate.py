@@ -1,6 +1,8 @@
 """Evaluation of a trained run under a protocol (attack, its settings, test subset)."""
 from __future__ import annotations
 
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -52,8 +54,15 @@ def run_measure(model: torch.nn.Module, loader: DeviceLoader, cfg: dict, helpers
     return result
 
 
-def read_probe(scale: str, run_id: str, run_info: dict, protocol_id: str, protocol: dict, out: Path
-               ) -> dict[str, Any]:
+def _records_result(scale: str, run_id: str, run_info: dict, protocol_id: str, protocol: dict,
+                    summary: dict[str, Any], records: Any, implementation: str) -> dict[str, Any]:
+    return {**summary, "records": records, "n": None, "implementation": implementation,
+            "run_id": run_id, "protocol_id": protocol_id, "protocol": protocol, "scale": scale,
+            "checkpoint": None, "train_dataset": run_info["dataset"], "extra_dataset": run_info.get("extra_dataset"),
+            "environment": provenance.environment()}
+
+
+def read_probe(scale: str, run_id: str, run_info: dict, protocol_id: str, protocol: dict) -> dict[str, Any]:
     """A probe protocol: the records the run's training job wrote (probes.json) for one
     probe, with the probe's scalar summary as the metrics a figure's columns read."""
     from .probes import PROBES
@@ -67,48 +76,102 @@ def read_probe(scale: str, run_id: str, run_info: dict, protocol_id: str, protoc
     records = recorded[name]
     budget = {"run_epochs": run_info["config"]["epochs"],
               "paper_epochs": run_info["config"].get("paper_epochs", run_info["config"]["epochs"])}
-    result = {**PROBES.get(name).summary(records, **cfg, **budget), "records": records, "n": None,
-              "implementation": f"bench.probes.{name} (source {provenance.source_hash([PROBES.source_file(name)])})",
-              "run_id": run_id, "protocol_id": protocol_id, "protocol": protocol, "scale": scale,
-              "probe_params": run_info["config"].get("probes", {}).get(name, {}),
-              "train_dataset": run_info["dataset"], "extra_dataset": run_info.get("extra_dataset"),
-              "environment": provenance.environment()}
-    write_json(out, result)
+    result = _records_result(
+        scale, run_id, run_info, protocol_id, protocol, PROBES.get(name).summary(records, **cfg, **budget), records,
+        f"bench.probes.{name} (source {provenance.source_hash([PROBES.source_file(name)])})")
+    result["probe_params"] = run_info["config"].get("probes", {}).get(name, {})
     return result
+
+
+HISTORY_STATS = {"mean": statistics.fmean, "sum": math.fsum, "first": lambda v: v[0], "last": lambda v: v[-1],
+                 "min": min, "max": max}
+
+
+def history_summary(history: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Summary metrics of a run's per-epoch records (metrics.json): for each named metric,
+    ``stat`` (mean, sum, first, last, min, max) of record key ``key`` over the epochs
+    ``epochs: [first, last]`` (1-indexed, inclusive; default all). None where no epoch has it."""
+    out: dict[str, Any] = {}
+    for name, m in metrics.items():
+        first, last = m.get("epochs", [1, len(history)])
+        vals = [h[m["key"]] for h in history if first <= h["epoch"] <= last and m["key"] in h
+                and isinstance(h[m["key"]], (int, float)) and math.isfinite(h[m["key"]])]
+        out[name] = HISTORY_STATS[m.get("stat", "mean")](vals) if vals else None
+    return out
+
+
+def read_history(scale: str, run_id: str, run_info: dict, protocol_id: str, protocol: dict) -> dict[str, Any]:
+    """A history protocol: summary metrics of the run's training statistics (metrics.json:
+    FAT's BP count per epoch, epoch times), with the per-epoch records for a figure."""
+    history = read_json(layout.run_dir(scale, run_id) / "metrics.json")
+    cfg = run_info["config"]
+    ratio = cfg["epochs"] / cfg.get("paper_epochs", cfg["epochs"])   # windows are paper epochs: rescale them
+    metrics = {}
+    for name, m in protocol["history"].get("metrics", {}).items():
+        if "epochs" in m:
+            first = max(1, round(m["epochs"][0] * ratio))
+            m = {**m, "epochs": [first, max(first, round(m["epochs"][1] * ratio))]}
+        metrics[name] = m
+    summary = history_summary(history, metrics)
+    return _records_result(scale, run_id, run_info, protocol_id, protocol, summary, history,
+                           "bench.evaluate.history_summary (the run's metrics.json)")
+
+
+def _check_data(run_id: str, run_info: dict, data_fp: dict) -> None:
+    """An evaluation reads the data its run was trained on, or none at all."""
+    trained = run_info["dataset"]
+    if (trained.get("sha256"), trained.get("source")) != (data_fp.get("sha256"), data_fp.get("source")):
+        raise BenchError(f"run {run_id} was trained on {trained.get('dataset')} from {trained.get('source')} "
+                         f"(sha256 {str(trained.get('sha256'))[:16]}), but the data root now holds "
+                         f"{data_fp.get('source')} (sha256 {str(data_fp.get('sha256'))[:16]}); remove "
+                         f"{layout.run_dir(run_info.get('scale', '?'), run_id)} to retrain on the current data, or "
+                         f"restore the data it was trained on")
 
 
 def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, protocol: dict,
                  out: Path, progress: bool = True) -> dict[str, Any]:
     """Evaluate a run's checkpoint under a protocol: an ``attack`` (clean and robust
     accuracy) or a ``measure``, which may also need other runs' models (the protocol's
-    resolved ``helpers``: run and checkpoint per role)."""
+    resolved ``helpers``: run and checkpoint per role); or read the run's own records
+    (``probe``, ``history``). The result names the run, the protocol, the checkpoint's
+    sha256 and the data it was computed on, so a table can check what it reads."""
     from tqdm import tqdm
 
     dev = precision.device()
     rdir = layout.run_dir(scale, run_id)
     run_info = read_json(rdir / "run.json")
-    if "probe" in protocol:
-        return read_probe(scale, run_id, run_info, protocol_id, protocol, out)
-    model, ckpt = checkpoint.load(rdir / f"{protocol.get('checkpoint', 'best')}.pt", dev)
+    if "probe" in protocol or "history" in protocol:
+        result = (read_probe if "probe" in protocol else read_history)(scale, run_id, run_info, protocol_id, protocol)
+        write_json(out, result)
+        return result
+    which = protocol.get("checkpoint", "best")
+    model, ckpt, digest = checkpoint.load_run(rdir, which, dev)
     data = load_for_run(run_cfg, n_test=protocol.get("n_test"))
+    _check_data(run_id, {**run_info, "scale": scale}, data.fingerprint)
     loader = DeviceLoader(data.test, protocol.get("batch_size", 500), dev)
     bar = tqdm(total=len(loader), desc=f"{run_id} {protocol_id}", file=sys.stderr,
                disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
     start = time.perf_counter()
     seed = protocol.get("seed", 0)
     kwargs = {}
+    helper_digests = {}
     if "measure" in protocol:
-        helpers = {role: checkpoint.load(layout.run_dir(scale, h["run"]) / f"{h['checkpoint']}.pt", dev)[0]
-                   for role, h in protocol.get("helpers", {}).items()}
+        helpers = {}
+        for role, h in protocol.get("helpers", {}).items():
+            helpers[role], _, sha = checkpoint.load_run(layout.run_dir(scale, h["run"]), h["checkpoint"], dev)
+            helper_digests[role] = {**h, "sha256": sha}
         result = run_measure(model, loader, protocol["measure"], helpers, seed=seed, progress=bar)
     else:
         if protocol["attack"]["name"] == "autoattack":
             kwargs["state_path"] = out.with_name(out.stem + ".partial.json")
+            kwargs["state_key"] = {"run_id": run_id, "protocol_id": protocol_id, "checkpoint_sha256": digest,
+                                   "test_sha256": data.fingerprint["sha256"],
+                                   "test_subset": data.fingerprint.get("test_subset"), "n": loader.n}
         result = measure(model, loader, protocol["attack"], seed=seed, progress=bar, **kwargs)
     bar.close()
     result.update(
         run_id=run_id, protocol_id=protocol_id, protocol=protocol, scale=scale,
-        checkpoint={"which": protocol.get("checkpoint", "best"), "epoch": ckpt.get("epoch")},
+        checkpoint={"which": which, "epoch": ckpt.get("epoch"), "sha256": digest}, helpers=helper_digests,
         dataset=data.fingerprint, train_dataset=run_info["dataset"], extra_dataset=run_info.get("extra_dataset"),
         pretrained=run_info.get("pretrained"), seconds=time.perf_counter() - start,
         environment=provenance.environment(), device=str(dev))

@@ -48,6 +48,22 @@ def torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def torch_load(path: str | Path, **kwargs: Any) -> Any:
+    """``torch.load`` of a file this suite wrote; an unreadable (truncated, foreign) file is
+    one clear error naming it."""
+    import torch
+
+    from .errors import BenchError
+
+    try:
+        return torch.load(path, **kwargs)
+    except FileNotFoundError:
+        raise BenchError(f"{path} is missing; rerun the job that writes it") from None
+    except Exception as e:
+        raise BenchError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+                         f"remove it and rerun") from None
+
+
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     """Hex digest of a file's bytes, read in chunks."""
     h = hashlib.new(algorithm)

@@ -8,14 +8,17 @@ from .errors import SpecError
 
 
 def parse_number(value: object) -> float:
-    """``8/255`` → 0.0313…, ``0.3`` → 0.3, ``5e-4`` → 0.0005; bools are rejected."""
+    """``8/255`` → 0.0313…, ``0.5/255``, ``0.3`` → 0.3, ``5e-4`` → 0.0005; bools are rejected."""
     if isinstance(value, bool):
         raise SpecError(f"expected a number, got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
         try:
-            return float(Fraction(value.strip())) if "/" in value else float(value)
+            if "/" not in value:
+                return float(value)
+            num, den = value.split("/")
+            return float(Fraction(num.strip()) / Fraction(den.strip()))   # "0.5/255" too
         except (ValueError, ZeroDivisionError):
             pass
     raise SpecError(f"expected a number or a fraction like '8/255', got {value!r}")

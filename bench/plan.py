@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import layout, scales, specs
+from . import layout, scales, schedules, specs
 from .attacks import ATTACKS
 from .data.catalog import DATASETS
 from .data.locate import checkpoint_requirement
@@ -34,6 +34,9 @@ from .methods import METHODS
 from .models import expand as expand_model
 from .provenance import PACKAGE, source_hash
 from .report import claims
+from .report.plots import PLOTS
+
+HISTORY_STATS = ("mean", "sum", "first", "last", "min", "max")   # bench.evaluate.history_summary
 
 # Source files every training run depends on; the model, method and attack files are added per run.
 DATA_CODE = [f"data/{f}.py" for f in ("__init__", "catalog", "locate", "store", "readers", "synthetic",
@@ -79,6 +82,38 @@ def _package_version(name: str) -> str:
         return f"{name} (not installed)"
 
 
+@lru_cache(maxsize=None)
+def _checked(kind: str, name: str, params_json: str) -> None:
+    """Check a component's parameters against its declaration (imports the component)."""
+    registry = {"method": METHODS, "attack": ATTACKS, "measure": MEASURES, "probe": PROBES}[kind]
+    params = json.loads(params_json)
+    try:
+        registry.get(name).check_params(params)
+    except SpecError as e:
+        raise SpecError(f"{kind} {name!r}: {e}") from None
+
+
+def check_component(kind: str, name: str, params: dict[str, Any], where: str) -> None:
+    """One clear error, naming the spec location, for an unknown or ill-typed parameter of a
+    method, attack, measure or probe; checked once per distinct parameter set."""
+    try:
+        _checked(kind, name, canonical(params))
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
+
+
+def training_attack_name(method: str, attack: dict[str, Any]) -> str | None:
+    """The training attack a method runs with the recipe's attack block (None: no attack)."""
+    cfg = METHODS.get(method).training_attack(attack)
+    return None if cfg is None else cfg["name"]
+
+
+def attack_fields(name: str) -> set[str]:
+    from dataclasses import fields
+
+    return {f.name for f in fields(ATTACKS.get(name)) if f.name != "model"}
+
+
 @dataclass
 class Run:
     id: str
@@ -116,6 +151,7 @@ class Cell:
     param: str | None = None  # a hyperparameter column: dotted path into the run config
     data: list[str] = field(default_factory=list)   # further data: its protocol's (CIFAR-10-C), its runs' extra
                                                     # training data and imported checkpoints
+    quoted: str | None = None  # a row the paper quotes from earlier work: its source (no run, no regeneration)
 
     @property
     def datasets(self) -> set[str]:
@@ -247,15 +283,21 @@ class Plan:
             DATASETS.get(name_)
         if self.scale["data"]["source"] == "synthetic":
             proto.pop("data", None)   # the smoke scale stands in for these too (scale overrides)
-        if "probe" in proto:
-            # records a run's training-time probe already holds (probes.json): no checkpoint
-            # and no test data; the id hashes the probe's summary code
-            probe_name = PROBES.check(proto["probe"]["name"])
+        loc = f"bench/specs/{spec['paper']}.yaml: protocols.{name}"
+        if "probe" in proto or "history" in proto:
+            # records a run's training job already holds (probes.json, metrics.json): no
+            # checkpoint and no test data; the id hashes the code that summarises them
             for key in ("n_test", "batch_size", "checkpoint"):
                 proto.pop(key, None)
-            code = code_version(["evaluate.py", "fileio.py", "registry.py", "components.py", "probes/__init__.py",
-                                 "probes/base.py", f"probes/{probe_name}.py"])
-            return f"{name}-{short_hash(canonical(proto), code, n=8)}", proto
+            files = ["evaluate.py", "fileio.py", "registry.py", "components.py"]
+            if "probe" in proto:
+                probe_name = PROBES.check(proto["probe"]["name"])
+                files += ["probes/__init__.py", "probes/base.py", f"probes/{probe_name}.py"]
+            else:
+                for metric, m in proto["history"].get("metrics", {}).items():
+                    if m.get("stat", "mean") not in HISTORY_STATS:
+                        raise SpecError(f"{loc}: history metric {metric!r}: stat must be one of {HISTORY_STATS}")
+            return f"{name}-{short_hash(canonical(proto), code_version(files), n=8)}", proto
         if "measure" in proto:
             measure_name = MEASURES.check(proto["measure"]["name"])
             proto["measure"] = deep_merge(proto["measure"], sp.get(measure_name, {}))
@@ -270,11 +312,16 @@ class Plan:
                 m_attack = deep_merge(m_attack, attack or {})
                 proto["measure"]["attack"] = deep_merge(m_attack, sp.get(attack_name, {}))
                 files.append(f"attacks/{attack_name}.py")
+                check_component("attack", attack_name, {k: v for k, v in proto["measure"]["attack"].items()
+                                                        if k != "name"}, f"{loc}, measure attack")
+            check_component("measure", measure_name, {k: v for k, v in proto["measure"].items() if k != "name"},
+                            loc)
             code = code_version(EVAL_CODE + files)
             return f"{name}-{short_hash(canonical(proto), code, n=8)}", proto
         proto["attack"] = deep_merge(proto["attack"], attack or {})
         attack_name = ATTACKS.check(proto["attack"]["name"])
         proto["attack"] = deep_merge(proto["attack"], sp.get(attack_name, {}))
+        check_component("attack", attack_name, {k: v for k, v in proto["attack"].items() if k != "name"}, loc)
         code = code_version(EVAL_CODE + [f"attacks/{attack_name}.py"])
         impl = _package_version("pyautoattack") if attack_name == "autoattack" else "bench"
         return f"{name}-{short_hash(canonical(proto), code, impl, n=8)}", proto
@@ -312,15 +359,17 @@ class Plan:
             raise SpecError(f"{where}: unknown row {rid!r}; known: {sorted(rows)}")
         setting, row = table["settings"][sid], rows[rid]
         over = row.get("settings", {}).get(sid, {})
-        if over == "skip":
+        if over == "skip" or "quoted" in row:   # not run here (a quoted row shows the paper's numbers)
             return None
         if "pretrained" in row:
             run = self._pretrained_run(setting, row)
             self._memo[key] = run
             return run
+        loc = f"bench/specs/{spec['paper']}.yaml: {tid}, row {rid}, setting {sid}"
         row_train = dict(row.get("train", {}))   # a row may start from another recipe ("base")
-        train = deep_merge(self._recipe(spec, row_train.pop("base", setting["recipe"])), row_train)
-        train = deep_merge(train, over.get("train", {}))
+        train = self._recipe(spec, row_train.pop("base", setting["recipe"]))
+        for patch in (setting.get("train", {}), row_train, over.get("train", {})):   # setting, row, row × setting
+            train = deep_merge(train, patch)
         eps = setting_attack(setting)          # the setting's ε, if it states one
         train = deep_merge(train, {"attack": eps})
         method = deep_merge(row["method"], over.get("method", {}))
@@ -329,7 +378,9 @@ class Plan:
         sc = self.scale
 
         model = expand_model(train["model"])
-        model = {**model, **sc.get("models", {}).get(model["name"], {})}
+        alias = train["model"] if isinstance(train["model"], str) else train["model"]["name"]
+        scaled = sc.get("models", {})          # per family, then per alias (e.g. resnet50 ≠ resnet101 at mini)
+        model = {**model, **scaled.get(model["name"], {}), **(scaled.get(alias, {}) if alias != model["name"] else {})}
         epochs = sc.get("epochs", train["epochs"])
         schedule = copy.deepcopy(train["schedule"])
         if "milestones" in schedule:  # rescale epoch-valued fields with the epoch budget
@@ -370,20 +421,30 @@ class Plan:
             extra["init"] = requires["init"] = ref.id
         if train.get("probes"):  # training-time analyses recorded by this run (bench/probes)
             extra["probes"] = {PROBES.check(n): dict(p or {}) for n, p in sorted(train["probes"].items())}
-            extra["paper_epochs"] = train["epochs"]   # probes' epoch parameters are rescaled with the budget
         if "snapshots" in train:  # keep the weights after these epochs, rescaled with the budget
             extra["snapshots"] = sorted({max(1, round(e * epochs / train["epochs"])) for e in train["snapshots"]})
-            extra["paper_epochs"] = train["epochs"]
+        if "augment" in train:    # the recipe's training augmentation instead of the dataset's
+            extra["augment"] = train["augment"]
+        if train.get("epoch_schedules"):   # per-epoch method / attack parameters, rescaled like milestones
+            schedules.check(train["epoch_schedules"], loc)
+            extra["epoch_schedules"] = schedules.rescale(train["epoch_schedules"], epochs, train["epochs"])
+        attack_name = training_attack_name(method["name"], train["attack"])
+        # the scale's training-attack overrides, for the parameters this attack has
+        fields_ = attack_fields(attack_name) if attack_name else None
+        scale_attack = {k: v for k, v in sc.get("attack", {}).items() if fields_ is None or k in fields_}
         config = {
             "dataset": setting["dataset"], "data": data, "model": model, "method": method,
-            "attack": deep_merge(train["attack"], sc.get("attack", {})),
-            "epochs": epochs, "batch_size": sc.get("batch_size", train["batch_size"]),
+            "attack": deep_merge(train["attack"], scale_attack),
+            "epochs": epochs, "paper_epochs": train["epochs"],   # epoch-valued parameters scale with epochs/paper_epochs
+            "batch_size": sc.get("batch_size", train["batch_size"]),
             "optimizer": train["optimizer"], "schedule": schedule, "selection": selection,
             "precision": {"amp": self.overrides.get("amp", "none"),
                           "channels_last": bool(self.overrides.get("channels_last", False))},
             "seed": seed, **extra,
         }
-        attacks = {"pgd"} | ({selection["attack"]["name"]} if "attack" in selection else set())
+        self._check_run(config, attack_name, loc)
+        attacks = {"pgd"} | ({attack_name} if attack_name else set()) | (
+            {selection["attack"]["name"]} if "attack" in selection else set())
         code = code_version(TRAIN_CODE + [f"models/{model['name']}.py", f"methods/{method['name']}.py"]
                             + [f"attacks/{a}.py" for a in sorted(attacks)]
                             + ([f"probes/{n}.py" for n in ("__init__", "base", *extra["probes"])]
@@ -393,6 +454,36 @@ class Plan:
         run = self.runs.setdefault(run_id, Run(run_id, config, requires))
         self._memo[key] = run
         return run
+
+    @staticmethod
+    def _check_run(config: dict[str, Any], attack_name: str | None, loc: str) -> None:
+        """Every component parameter of a run, checked against its declaration: the method's
+        (and the values its epoch schedules give it), the training attack's, the selection
+        attack's and the probes'."""
+        method = {k: v for k, v in config["method"].items() if k != "name"}
+        check_component("method", config["method"]["name"], method, f"{loc}, method")
+        attack = METHODS.get(config["method"]["name"]).training_attack(config["attack"])
+        if attack is not None:
+            check_component("attack", attack_name, {k: v for k, v in attack.items() if k != "name"},
+                            f"{loc}, training attack")
+        for path, sched in config.get("epoch_schedules", {}).items():
+            target, _, param = path.partition(".")
+            if target == "attack" and attack is None:
+                raise SpecError(f"{loc}: epoch_schedules[{path!r}]: the method has no training attack")
+            values = sched.get("values", sched.get("ramp"))
+            for value in values:
+                if target == "method":
+                    check_component("method", config["method"]["name"], {**method, param: value},
+                                    f"{loc}, epoch_schedules[{path!r}]")
+                else:
+                    check_component("attack", attack_name, {**{k: v for k, v in attack.items() if k != "name"},
+                                                            param: value}, f"{loc}, epoch_schedules[{path!r}]")
+        sel = config["selection"].get("attack")
+        if sel:
+            check_component("attack", sel["name"], {k: v for k, v in sel.items() if k != "name"},
+                            f"{loc}, selection attack")
+        for name, params in config.get("probes", {}).items():
+            check_component("probe", name, params, f"{loc}, probe")
 
     def _data(self) -> dict[str, Any]:
         """The data block of a run config: the scale's source and training subset."""
@@ -468,6 +559,10 @@ class Plan:
         stem = layout.target_stem(kind, self.scale_name, paper, tid)
         target = Table(paper, tid, stem, table, spec, kind, self.scale.get("seeds"))
         columns = table["columns"]
+        if kind == "figure":
+            if "plot" not in table:
+                raise SpecError(f"{where}: a figure needs a 'plot' (its kind: {', '.join(PLOTS.names())})")
+            PLOTS.check(table["plot"]["kind"])
         published = {(s, r, c): (v, sd) for t, s, r, c, v, sd in published_cells(spec) if t == tid}
         # with ``match``, a sweep stands for its one member that matches a reference row
         groups = {r["group"] for r in table["rows"].values() if "group" in r} if "match" in table else set()
@@ -494,9 +589,11 @@ class Plan:
                             raise SpecError(f"{where}: column {cid!r} reads probe {proto['probe']['name']!r}, "
                                             f"which row {rid!r} in setting {sid!r} does not record "
                                             f"(add it to the recipe's probes)")
-            if "attack" in proto and columns[cid]["metric"] not in ("clean", "robust"):
-                raise SpecError(f"{where}: column {cid!r} reads metric {columns[cid]['metric']!r} of an attack "
-                                f"protocol; attacks give 'clean' and 'robust'")
+            if "attack" in proto:
+                gives = ATTACKS.get(proto["attack"]["name"]).metrics
+                if columns[cid]["metric"].split(".")[0] not in gives:
+                    raise SpecError(f"{where}: column {cid!r} reads metric {columns[cid]['metric']!r} of an attack "
+                                    f"protocol; attack {proto['attack']['name']!r} gives {', '.join(gives)}")
         seeds = target.aggregation["seeds"]
         for sid, setting in table["settings"].items():
             for rid in table["rows"]:
@@ -512,16 +609,18 @@ class Plan:
                     value, std = published.get((sid, rid, cid), (None, None))
                     data = protocols[(sid, cid)][1].get("data", []) if (sid, cid) in protocols else []
                     data = sorted({*data, *inputs})
-                    target.cells.append(Cell(sid, rid, cid, setting["dataset"], col.get("metric", "param"), keys,
-                                             value, std, run_ids, col.get("param"), data))
+                    quoted = table["rows"][rid].get("quoted", {}).get("source")
+                    target.cells.append(Cell(sid, rid, cid, setting["dataset"], col.get("metric", "param"),
+                                             [] if quoted else keys, value, std, run_ids, col.get("param"),
+                                             data, quoted))
         for claim in table.get("claims", []):
             _, refs = claims.parse(claim["check"])
             for r, s, c in refs:
                 cell = next((x for x in target.cells if (x.row == r or table["rows"][x.row].get("group") == r
                                                          and r in groups) and (x.setting, x.column) == (s, c)), None)
-                if cell is None or not cell.runs:
-                    raise SpecError(f"{where}: claim {claim['id']!r} refers to {r}.{s}.{c}, "
-                                    f"which is not a cell that runs (row.setting.column)")
+                if cell is None or not (cell.runs or cell.quoted and cell.published is not None):
+                    raise SpecError(f"{where}: claim {claim['id']!r} refers to {r}.{s}.{c}, which is neither a "
+                                    f"cell that runs nor a quoted cell with a published number (row.setting.column)")
         self.tables[stem] = target
 
     # ---- queries ----------------------------------------------------------------------

@@ -78,10 +78,10 @@ def import_model(run_id: str, cfg: dict[str, Any], run_dir: Path) -> dict[str, A
     data = load_for_run(cfg, n_test=0)   # the dataset's fingerprint and shape; evaluations read its test split
     model, origin = weights(cfg, data.info.num_classes, data.info.shape[0])
     meta = dict(model_cfg=cfg["model"], num_classes=data.info.num_classes, in_channels=data.info.shape[0])
-    for name in ("best.pt", "last.pt"):   # no training: the selected and the final model are the same
-        checkpoint.save(run_dir / name, model.eval(), epoch=None, pretrained=origin, **meta)
+    digests = {name: checkpoint.save(run_dir / f"{name}.pt", model.eval(), epoch=None, pretrained=origin, **meta)
+               for name in ("best", "last")}   # no training: the selected and the final model are the same
     summary = {"run_id": run_id, "config": cfg, "dataset": data.fingerprint, "pretrained": origin,
-               "best": None, "epochs": 0, "final": None, "throughput": None,
+               "best": None, "epochs": 0, "final": None, "throughput": None, "checkpoints": digests,
                "environment": provenance.environment()}
     write_json(run_dir / "run.json", summary)
     return summary

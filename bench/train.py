@@ -1,27 +1,37 @@
 """The training loop shared by every method.
 
-Per epoch: batches from the device loader, the method's loss under optional bf16
-autocast, an optimiser step and a per-batch schedule step, statistics accumulated
-on the device and read once at the end of the epoch. Then, on the selection epochs,
-the checkpoint criterion (clean or PGD robust accuracy on the test subset), and
-atomic writes of last.pt, best.pt (when the criterion improves, ties to the later
-epoch as in HAT's code), metrics.json and state.pt (everything needed to resume).
-An interrupted run resumes from state.pt and reaches the same weights: every random
-draw comes from generators seeded by (seed, epoch).
+Per epoch: the epoch's scheduled method and attack parameters (``epoch_schedules``,
+bench/schedules.py) handed to the method, batches from the device loader, and for each
+batch the method's ``train_step``, which computes its objective under optional bf16
+autocast and calls the loop's :class:`Updater` for each optimiser step it takes (one by
+default; a method that owns its update, such as FreeAT's replays or DRA's clean and
+adversarial steps, takes several and says how many). The updater runs zero_grad,
+backward, the probes' hooks, the optimiser step and the per-step lr-schedule step.
+Statistics accumulate on the device and are read once at the end of the epoch. Then, on
+the selection epochs, the checkpoint criterion (clean or PGD robust accuracy on the test
+subset), and atomic writes of last.pt, best.pt (when the criterion improves, ties to the
+later epoch as in HAT's code), metrics.json and state.pt (everything needed to resume).
+An interrupted run resumes from state.pt and reaches the same weights: every random draw
+comes from generators seeded by (seed, epoch), scheduled values are a function of the
+epoch, and a method's own state (FreeAT's perturbation) is saved with the rest. The
+identity holds on the same device kind, thread count and deterministic-algorithms
+setting: they are recorded (state.pt, run.json) and a resume with others is refused.
 
-A run with extra training data (``data.extra``, robust self-training) draws its batches
-from a :class:`~bench.data.loader.MixedLoader`; a run of a model evaluated without
-training (``pretrained``) imports its weights instead (bench/pretrained.py).
+Every checkpoint's sha256 goes into run.json (``checkpoints``); evaluations load them only
+if they still match. A run with extra training data (``data.extra``, robust
+self-training) draws its batches from a :class:`~bench.data.loader.MixedLoader`; a run of
+a model evaluated without training (``pretrained``) imports its weights instead
+(bench/pretrained.py).
 
-Probes (``cfg["probes"]``, bench/probes) are training-time analyses: with none
-requested the loop is exactly the plain one; with some, the loop asks the method for
-its objective's terms (``Method.objective``, summed into the same loss) and calls each
-probe after the loss, after ``backward`` and at the end of every epoch. Their records are
-kept in state.pt (so a resumed run has them all) and written to probes.json beside
-metrics.json.
+Probes (``cfg["probes"]``, bench/probes) are training-time analyses: the updater calls
+each probe after the loss (with the method's named objective terms), after ``backward``
+and at the end of every epoch; with none requested it does exactly the plain step. Their
+records are kept in state.pt (so a resumed run has them all) and written to probes.json
+beside metrics.json.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -29,11 +39,11 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from . import checkpoint, precision, provenance
+from . import checkpoint, precision, provenance, schedules
 from .data.store import load_extra, load_for_run
 from .data.loader import DeviceLoader, MixedLoader, epoch_generator
 from .errors import BenchError
@@ -44,6 +54,46 @@ from .models import build as build_model
 from .methods.base import total
 from .optim import build_optimizer, build_schedule
 from .probes.base import Step
+
+
+class Updater:
+    """One optimiser step on a loss or on a method's named terms (summed in order):
+    zero_grad, backward, step and the lr schedule's step, with the probes' hooks around
+    them. Methods call it once per optimiser step; it counts the steps of the epoch."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scheduler, probes: dict[str, Any],
+                 autocast: Callable[[], Any], steps_per_epoch: int):
+        self.optimizer, self.scheduler, self.probes = optimizer, scheduler, list(probes.values())
+        self.autocast, self.steps_per_epoch = autocast, steps_per_epoch
+        self.epoch = self.index = 0
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch, self.index = epoch, 0
+
+    def __call__(self, terms: dict[str, torch.Tensor] | torch.Tensor, x: torch.Tensor, y: torch.Tensor
+                 ) -> torch.Tensor:
+        terms = terms if isinstance(terms, dict) else {"loss": terms}
+        loss = total(terms)
+        step = Step(self.epoch, self.index, self.steps_per_epoch)
+        if self.probes:
+            with self.autocast():
+                for probe in self.probes:
+                    probe.after_loss(step, x, y, terms, loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for probe in self.probes:
+            probe.after_backward(step, loss)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.index += 1
+        return loss
+
+
+def runtime(dev: torch.device) -> dict[str, Any]:
+    """What besides the config changes the weights a run reaches: device kind, CPU
+    threads, deterministic algorithms."""
+    return {"device": dev.type, "threads": torch.get_num_threads(),
+            "deterministic": torch.are_deterministic_algorithms_enabled()}
 
 
 def selection_epochs(sel: dict[str, Any], epochs: int) -> set[int]:
@@ -66,6 +116,25 @@ def build_probes(requested: dict[str, dict[str, Any]], model: torch.nn.Module) -
     return {name: PROBES.get(name)(model, **(params or {})) for name, params in sorted(requested.items())}
 
 
+def _load_from(run_id: str, role: str, ref: str, run_dir: Path | None, dev: torch.device) -> torch.nn.Module:
+    """The selected checkpoint of another run (a helper model, or the run to fine-tune from)."""
+    if run_dir is None or not (run_dir / "run.json").exists():
+        raise BenchError(f"run {run_id}: {role} (run {ref}) has not finished; train that run first")
+    return checkpoint.load_run(run_dir, "best", dev)[0]
+
+
+def _resume_check(run_id: str, state: dict[str, Any], now: dict[str, Any], path: Path) -> None:
+    """A resumed run continues on the same data and runtime, or not at all."""
+    if state["run_id"] != run_id:
+        raise BenchError(f"{path} belongs to run {state['run_id']}, not {run_id}; remove it")
+    for key, label in (("dataset_sha256", "data"), ("runtime", "runtime")):
+        if state.get(key) != now[key]:
+            raise BenchError(f"{path}: run {run_id} was started with {label} {state.get(key)} and would resume "
+                             f"with {now[key]}, which does not reach the same weights; resume with the same "
+                             f"settings (--config threads=…, the same device and data), or remove {path.parent} "
+                             f"to start over")
+
+
 def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str, Path] | None = None,
           progress: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
@@ -78,16 +147,18 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     prec = cfg.get("precision", {})
     amp, channels_last = prec.get("amp", "none"), bool(prec.get("channels_last", False))
     seed = int(cfg["seed"])
+    helper_dirs = helper_dirs or {}
 
     data = load_for_run(cfg, n_test=cfg["selection"].get("n_test"))
     info = data.info
+    augment = cfg.get("augment", info.augment)
     extra = load_extra(cfg)   # robust self-training: pseudo-labelled images in every batch
     if extra is None:
-        train_loader = DeviceLoader(data.train, cfg["batch_size"], dev, shuffle=True, augment=info.augment,
+        train_loader = DeviceLoader(data.train, cfg["batch_size"], dev, shuffle=True, augment=augment,
                                     channels_last=channels_last)
     else:
         train_loader = MixedLoader(data.train, extra.train, cfg["batch_size"], dev,
-                                   fraction=cfg["data"]["extra"]["fraction"], augment=info.augment,
+                                   fraction=cfg["data"]["extra"]["fraction"], augment=augment,
                                    channels_last=channels_last)
     test_loader = DeviceLoader(data.test, cfg["selection"].get("batch_size", 500), dev,
                                channels_last=channels_last)
@@ -96,28 +167,26 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     model = precision.prepare(build_model(cfg["model"], info.num_classes, info.shape[0]), dev, channels_last)
     method_cfg = dict(cfg["method"])
     cls = METHODS.get(method_cfg.pop("name"))
-    helpers = {}
+    helpers = {key: _load_from(run_id, f"helper model {key!r}", method_cfg[key], helper_dirs.get(key), dev)
+               for key in cls.helpers_required}
     for key in cls.helpers_required:
-        helper_id = method_cfg.pop(key)
-        hdir = (helper_dirs or {}).get(key)
-        if hdir is None or not (hdir / "best.pt").exists():
-            raise BenchError(f"run {run_id}: helper model {key!r} (run {helper_id}) has no best.pt; "
-                             f"train that run first")
-        helpers[key], _ = checkpoint.load(hdir / "best.pt", dev)
+        method_cfg.pop(key)
     method = cls(model, cfg.get("attack"), helpers=helpers, **method_cfg)
+    method.autocast = functools.partial(precision.autocast, dev, amp)
     if "init" in cfg:  # fine-tuning: start from another run's selected checkpoint
-        init_dir = (helper_dirs or {}).get("init")
-        if init_dir is None or not (init_dir / "best.pt").exists():
-            raise BenchError(f"run {run_id}: the run to start from ({cfg['init']}) has no best.pt; train it first")
-        model.load_state_dict(checkpoint.load(init_dir / "best.pt", dev)[0].state_dict())
+        start = _load_from(run_id, "the run to start from", cfg["init"], helper_dirs.get("init"), dev)
+        model.load_state_dict(start.state_dict())
     optimizer = build_optimizer(model.parameters(), cfg["optimizer"])
     epochs = int(cfg["epochs"])
-    scheduler = build_schedule(optimizer, cfg["schedule"], epochs, len(train_loader))
+    steps_per_epoch = len(train_loader) * method.updates_per_batch
+    scheduler = build_schedule(optimizer, cfg["schedule"], epochs, steps_per_epoch)
     sel = cfg["selection"]
     sel_epochs = selection_epochs(sel, epochs)
 
     probes = build_probes(cfg.get("probes") or {}, model)
+    updater = Updater(optimizer, scheduler, probes, method.autocast, steps_per_epoch)
     resolved = {**cfg, "method": method.resolved(), "device": str(dev)}
+    identity = {"dataset_sha256": data.fingerprint["sha256"], "runtime": runtime(dev)}
     state_path = run_dir / "state.pt"
     for stale in run_dir.glob(".*.tmp"):  # temporaries of a killed job (never the real files)
         stale.unlink()
@@ -125,20 +194,25 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     best = {"epoch": None, "value": -math.inf}
     start_epoch = 0
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in probes}
+    digests: dict[str, str] = {}
     if state_path.exists():
-        state = torch.load(state_path, map_location=dev, weights_only=False)
-        if state["run_id"] != run_id:
-            raise BenchError(f"{state_path} belongs to run {state['run_id']}, not {run_id}; remove it")
+        from .fileio import torch_load
+
+        state = torch_load(state_path, map_location=dev, weights_only=True)
+        _resume_check(run_id, state, identity, state_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        method.load_state_dict(state.get("method", {}))
         history, best, start_epoch = state["history"], state["best"], state["epoch"]
         records.update(state.get("probes", {}))
+        digests = dict(state.get("checkpoints", {}))
         log(f"[{run_id}] resuming after epoch {start_epoch}/{epochs}")
     else:
         write_json(run_dir / "config.json", resolved)
     log(f"[{run_id}] resolved config:\n{json.dumps(resolved, indent=2, default=str)}")
     log(f"[{run_id}] dataset: {json.dumps(data.fingerprint)}")
+    log(f"[{run_id}] runtime: {json.dumps(identity['runtime'])}")
     if extra is not None:
         log(f"[{run_id}] extra training data: {json.dumps(extra.fingerprint)}")
 
@@ -147,29 +221,15 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     meta = dict(model_cfg=cfg["model"], num_classes=info.num_classes, in_channels=info.shape[0])
     for epoch in range(start_epoch, epochs):
         model.train()
+        scheduled = schedules.values(cfg.get("epoch_schedules"), epoch)
+        method.begin_epoch(epoch, scheduled)
+        updater.begin_epoch(epoch)
         g = epoch_generator(dev, seed, epoch, stream=2)
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=dev))
         precision.sync(dev)
         t0 = time.perf_counter()
-        for i, (x, y) in enumerate(train_loader.batches(seed, epoch)):
-            if not probes:
-                with precision.autocast(dev, amp):
-                    loss, stats = method.loss(x, y, g)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            else:
-                step = Step(epoch, i, len(train_loader))
-                with precision.autocast(dev, amp):
-                    terms, stats = method.objective(x, y, g)
-                    loss = total(terms)
-                    for probe in probes.values():
-                        probe.after_loss(step, x, y, terms, loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for probe in probes.values():
-                    probe.after_backward(step, loss)
-            optimizer.step()
-            scheduler.step()
+        for x, y in train_loader.batches(seed, epoch):
+            stats = method.train_step(x, y, g, updater)
             for k, v in stats.items():
                 sums[k] += v.float() * len(y)
             bar.update(1)
@@ -180,6 +240,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
         record: dict[str, Any] = {k: v.item() / train_loader.n for k, v in sums.items()}
         if not math.isfinite(record.get("loss", 0.0)):
             raise BenchError(f"[{run_id}] training diverged at epoch {epoch + 1} (loss {record['loss']})")
+        record.update(scheduled)
         record.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=seconds,
                       images_per_s=train_loader.n / seconds)
         if epoch + 1 in sel_epochs:
@@ -191,18 +252,21 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
             value = res["clean" if sel["metric"] == "last" else sel["metric"]]
             if value >= best["value"]:
                 best = {"epoch": epoch + 1, "value": value}
-                checkpoint.save(run_dir / "best.pt", model, epoch=epoch + 1, metric=value, **meta)
+                digests["best"] = checkpoint.save(run_dir / "best.pt", model, epoch=epoch + 1, metric=value, **meta)
         history.append(record)
-        checkpoint.save(run_dir / "last.pt", model, epoch=epoch + 1, **meta)
+        digests["last"] = checkpoint.save(run_dir / "last.pt", model, epoch=epoch + 1, **meta)
         if epoch + 1 in cfg.get("snapshots", ()):
-            checkpoint.save(run_dir / f"epoch{epoch + 1}.pt", model, epoch=epoch + 1, **meta)
+            digests[f"epoch{epoch + 1}"] = checkpoint.save(run_dir / f"epoch{epoch + 1}.pt", model,
+                                                           epoch=epoch + 1, **meta)
         write_json(run_dir / "metrics.json", history)
         if probes:
             write_json(run_dir / "probes.json", records)
         torch_save(state_path, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(),
                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                "history": history, "best": best, "probes": records})
-        bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in record.items() if k != "epoch"))
+                                "method": method.state_dict(), "history": history, "best": best,
+                                "probes": records, "checkpoints": digests, **identity})
+        bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in record.items()
+                                     if k != "epoch" and isinstance(v, (int, float))))
         log(f"[{run_id}] epoch {epoch + 1}/{epochs} " + json.dumps(record))
     bar.close()
 
@@ -211,6 +275,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
         "run_id": run_id, "config": resolved, "dataset": data.fingerprint,
         "extra_dataset": extra.fingerprint if extra is not None else None,
         "best": best, "epochs": epochs, "final": history[-1] if history else None,
+        "checkpoints": digests, "runtime": identity["runtime"],
         "throughput": {"images_per_s": statistics.fmean(speeds),
                        "images_per_s_std": statistics.pstdev(speeds) if len(speeds) > 1 else 0.0,
                        "epochs_measured": len(speeds), "note": "training images per second; "

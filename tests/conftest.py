@@ -48,7 +48,7 @@ def trained():
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     loader = DeviceLoader(data.train, 64, torch.device("cpu"), shuffle=True, augment="crop_flip")
-    for epoch in range(5):
+    for epoch in range(8):
         model.train()
         for x, y in loader.batches(0, epoch):
             loss = F.cross_entropy(model(x), y)

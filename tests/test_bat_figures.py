@@ -17,7 +17,7 @@ from bench.attacks import build as build_attack
 from bench.data.loader import epoch_generator
 from bench.measures import MEASURES
 from bench.measures.output_margins import PER_EXAMPLE, output_margins, quadrant_errors
-from bench.report.figures import _quadrant
+from bench.report.plots.base import quadrant as _quadrant
 
 from conftest import REPO, tiny_model
 

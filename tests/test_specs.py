@@ -50,6 +50,17 @@ def test_malformed_spec_is_one_clear_error(tmp_path, mutate, message):
      "hat.svhn.clen"),
     (lambda d: d["tables"]["table2"]["claims"].append({"id": "y", "text": "y", "check": "__import__('os')"}),
      "unsupported"),
+    # component parameters, checked against each component's declaration (names and types)
+    (lambda d: d["tables"]["table2"]["rows"]["trades"]["method"].update(betta=5.0),
+     r"hat.yaml: table2, row trades, setting \w+, method: method 'trades'.*no parameter\(s\) \['betta'\]"),
+    (lambda d: d["tables"]["table2"]["rows"]["trades"]["method"].update(beta="six"), "beta must be a number"),
+    (lambda d: d["tables"]["table2"]["rows"]["hat"]["method"].update(robust_loss="kll"), "robust_loss must be one of"),
+    (lambda d: d["protocols"]["pgd20"]["attack"].update(stpes=20), r"protocols.pgd20: attack 'pgd'.*\['stpes'\]"),
+    (lambda d: d["protocols"]["pgd20"]["attack"].update(norm="linff"), "norm must be one of"),
+    (lambda d: d["recipes"]["cifar"]["attack"].update(loss="kll"), "training attack: attack .pgd.*loss must be one of"),
+    (lambda d: d["recipes"]["cifar"]["attack"].update(eps=8), "at most 1.*8/255"),
+    (lambda d: d["protocols"]["pgd20"]["attack"].update(step_size="-2/255"), "non-negative"),
+    (lambda d: d["protocols"]["margin_rinit"]["measure"].update(cap="far"), "cap must be a number"),
 ])
 def test_unknown_names_are_caught_before_anything_runs(tmp_path, monkeypatch, mutate, message):
     path = spec_file(tmp_path, mutate)

@@ -12,8 +12,10 @@ and the evaluation resumes from pyautoattack's own state file after an interrupt
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,11 @@ import torch
 from ..data.loader import to_float
 from ..fileio import read_json, write_json
 from . import ATTACKS
-from .base import Attack, model_mode, number
+from ..errors import SpecError
+from .base import Attack, check_budget, model_mode, number
+
+NORMS = ("Linf", "L2", "L1")                        # pyautoattack's threat models
+VERSIONS = ("standard", "plus", "rand", "custom")
 
 _AFTER = re.compile(r"robust accuracy after ([A-Z\-]+): ([0-9.]+)%")
 
@@ -59,7 +65,11 @@ class AutoAttack(Attack):
         super().__post_init__()
         self.eps = number(self.eps)
         if self.bn_mode.value != "eval":
-            raise ValueError("AutoAttack evaluates the model in eval mode only")
+            raise SpecError("AutoAttack evaluates the model in eval mode only")
+        if self.norm not in NORMS or self.version not in VERSIONS:
+            raise SpecError(f"AutoAttack norm must be one of {NORMS} and version one of {VERSIONS}, "
+                            f"got norm={self.norm!r}, version={self.version!r}")
+        check_budget(self.eps, None, self.norm == "Linf", (0.0, 1.0))
 
     def _adversary(self, device):
         from pyautoattack import AutoAttack as Official
@@ -90,15 +100,22 @@ class AutoAttack(Attack):
         return x_adv
 
     def evaluate(self, loader, seed: int = 0, progress=None, state_path: Path | None = None,
-                 chunk: int = 1000) -> dict[str, Any]:
+                 state_key: dict[str, Any] | None = None, chunk: int = 1000) -> dict[str, Any]:
         """The official evaluation over the (sub)set, as the papers' eval-aa scripts run it.
 
         The set is attacked in chunks of ``chunk`` examples, each one call of
         ``run_standard_evaluation``; finished chunks are kept in ``state_path`` so an
         interrupted evaluation resumes where it stopped (pyautoattack's own state
-        file cannot resume once a point has been broken, as of 0.2.0).
+        file cannot resume once a point has been broken, as of 0.2.0). The file is tied
+        to ``state_key`` (the run, protocol, checkpoint sha256 and test subset) and to this
+        attack's settings: chunks recorded for anything else are discarded, never reused.
         """
-        done = read_json(state_path) if state_path is not None and state_path.exists() else {}
+        key_now = {**(state_key or {}), "attack": self.params(), "chunk": chunk, "implementation": version()}
+        saved = read_json(state_path) if state_path is not None and state_path.exists() else {}
+        done = saved.get("chunks", {}) if saved.get("key") == json.loads(json.dumps(key_now, default=str)) else {}
+        if saved and not done:
+            print(f"autoattack: discarding {state_path}: it was recorded for another checkpoint, protocol or "
+                  f"test subset", file=sys.stderr)
         logger = logging.getLogger("auto-attack")
         for start in range(0, loader.n, chunk):
             key = str(start)
@@ -123,7 +140,7 @@ class AutoAttack(Attack):
                          "after": after,
                          "warnings": [m for m in handler.messages if "warning" in m.lower()]}
             if state_path is not None:
-                write_json(state_path, done)
+                write_json(state_path, {"key": key_now, "chunks": done})
             if progress is not None:
                 progress.update(-(-len(y) // loader.batch_size))
         n = sum(c["n"] for c in done.values())

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from . import ATTACKS
-from .base import Attack, enum_value, number
+from ..errors import SpecError
+from .base import Attack, check_budget, enum_value, number
 
 
 class Norm(str, Enum):
@@ -79,6 +80,9 @@ class PGD(Attack):
         self.norm = enum_value(Norm, self.norm, "norm")
         self.loss = enum_value(Loss, self.loss, "loss")
         self.random_start = enum_value(Start, self.random_start, "random_start")
+        check_budget(self.eps, self.step_size, self.norm is Norm.LINF, self.bounds)
+        if self.steps < 1 or self.restarts < 1:
+            raise SpecError(f"steps and restarts must be at least 1, got steps={self.steps}, restarts={self.restarts}")
 
     def objective(self, logits: torch.Tensor, y: torch.Tensor, p_clean: torch.Tensor | None
                   ) -> torch.Tensor:

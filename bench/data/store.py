@@ -136,3 +136,9 @@ def load_extra(cfg: dict) -> Loaded | None:
     if not extra:
         return None
     return load(extra["dataset"], source=d["source"], synthetic_size=(extra["n"] or 0, 0), n_train=extra["n"])
+
+
+def current_fingerprint(cfg: dict) -> dict:
+    """The fingerprint of a planned run's dataset as the data root (or the generator) gives
+    it now, to check results against: a render refuses runs made on other data."""
+    return load_for_run(cfg, n_test=0).fingerprint

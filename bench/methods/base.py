@@ -3,17 +3,32 @@
 A method is built with the model being trained, the recipe's training attack
 (ε, step size, steps, norm) and its own hyperparameters. Each method file states
 the attack conventions of its official code (inner loss, random start, BN mode)
-in ``attack_defaults``; the recipe's attack block overrides them. ``loss`` returns
-the scalar to minimise and a dict of per-batch statistics as device tensors (no
-host synchronisation). A method whose objective is a sum of named terms implements
-``objective`` instead (the terms, still in the graph, and the statistics); ``loss`` sums
-them in order, so callers that only need the loss see one scalar (training-time probes
-read the terms, bench/probes). Models referenced by other runs (HAT's helper) arrive in
-``helpers``. Logits are cast to float32 so bf16 autocast only affects the network.
+in ``attack_defaults``, for its default attack ``attack_name`` (PGD unless said
+otherwise); the recipe's attack block overrides them, and a recipe that names another
+attack (DRA in place of PGD) gets none of them. ``loss`` returns the scalar to minimise
+and a dict of per-batch statistics as device tensors (no host synchronisation). A method
+whose objective is a sum of named terms implements ``objective`` instead (the terms,
+still in the graph, and the statistics); ``loss`` sums them in order, so callers that
+only need the loss see one scalar (training-time probes read the terms, bench/probes).
+Models referenced by other runs (HAT's helper) arrive in ``helpers``. Logits are cast to
+float32 so bf16 autocast only affects the network.
+
+How an epoch runs is the method's too, through two general hooks the training loop calls
+(bench/train.py knows no method by name):
+  ``begin_epoch(epoch, values)``  this epoch's scheduled parameters (bench/schedules.py:
+      ``method.<p>`` and ``attack.<p>``, e.g. FAT's τ, DRA's ε), applied before its first batch;
+  ``train_step(x, y, generator, update)``  one batch: the default computes the objective
+      under the loop's autocast and calls ``update(terms, x, y)`` once (zero_grad, backward,
+      probes, optimiser and lr-schedule step). A method that owns its update (FreeAT's
+      replays, DRA's clean step then adversarial step) calls ``update`` several times and
+      declares how many in ``updates_per_batch``, so the lr schedule and the probes count
+      optimiser steps. State a method keeps across batches (FreeAT's perturbation) goes
+      through ``state_dict`` / ``load_state_dict`` into state.pt, so a resumed run is exact.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import contextlib
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,20 +37,35 @@ from torch import nn
 from ..attacks import build as build_attack
 from ..components import Component
 
+Update = Callable[..., torch.Tensor]   # update(loss or terms, x, y) -> the loss
+
 
 class Method(Component):
     kind = "method"
+    attack_name: ClassVar[str] = "pgd"                       # the training attack unless the recipe names one
     attack_defaults: ClassVar[dict[str, Any] | None] = None  # None: no training attack
 
     def __init__(self, model: nn.Module, attack: dict[str, Any] | None = None,
                  helpers: dict[str, nn.Module] | None = None, **params: Any):
         self.model = model
         self.bind(params, helpers)
+        self.autocast: Callable[[], Any] = contextlib.nullcontext   # the loop sets its bf16 autocast here
         self.attack_config = None
         self.attack = None
         if self.attack_defaults is not None:
-            self.attack_config = {"name": "pgd", **self.attack_defaults, **(attack or {})}
+            self.attack_config = self.training_attack(attack)
             self.attack = build_attack(self.attack_config, model)
+
+    @classmethod
+    def training_attack(cls, attack: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The resolved training attack config: the recipe's block over this method's
+        conventions for its default attack (none for another attack, none without an attack)."""
+        if cls.attack_defaults is None:
+            return None
+        attack = dict(attack or {})
+        name = attack.pop("name", cls.attack_name)
+        defaults = cls.attack_defaults if name == cls.attack_name else {}
+        return {"name": name, **defaults, **attack}
 
     def resolved(self) -> dict[str, Any]:
         """Everything that defines the objective, for the run log."""
@@ -44,6 +74,42 @@ class Method(Component):
             out["attack"] = {"name": self.attack_config["name"], **self.attack.params()}
         return out
 
+    # ---- how an epoch runs (the loop's hooks) ------------------------------------------
+    @property
+    def updates_per_batch(self) -> int:
+        """Optimiser steps ``train_step`` takes per batch."""
+        return 1
+
+    def begin_epoch(self, epoch: int, values: dict[str, Any]) -> None:
+        """Apply this epoch's scheduled parameters: ``method.<p>`` rebinds a parameter,
+        ``attack.<p>`` rebuilds the training attack with it."""
+        method = {k.partition(".")[2]: v for k, v in values.items() if k.startswith("method.")}
+        attack = {k.partition(".")[2]: v for k, v in values.items() if k.startswith("attack.")}
+        if method:
+            self.bind({**self.params, **method}, self.helpers)
+        if attack:
+            if self.attack is None:
+                raise ValueError(f"{self.name}: attack.* is scheduled but the method has no training attack")
+            self.attack_config = {**self.attack_config, **attack}
+            self.attack = build_attack(self.attack_config, self.model)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None,
+                   update: Update) -> dict[str, torch.Tensor]:
+        """One batch: the objective, then one optimiser step. Returns the statistics."""
+        with self.autocast():
+            terms, stats = self.objective(x, y, generator)
+        update(terms, x, y)
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        """State kept across batches and epochs (tensors and plain types), for state.pt."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{self.name} keeps no state, got {sorted(state)}")
+
+    # ---- the objective -------------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).float()
 

@@ -46,11 +46,10 @@ class BAT(Method):
     defaults = {"beta": 5.0, "m": 2, "clean_first": True}
     attack_defaults = {"loss": "ce", "random_start": "uniform", "clamp_start": True, "bn_mode": "eval"}
 
-    def __init__(self, model, attack=None, helpers=None, **params):
-        m = params.get("m", self.defaults["m"])
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            raise SpecError(f"bat: m (the number of bridges) must be a positive integer, got {m!r}")
-        super().__init__(model, attack, helpers, **params)
+    @classmethod
+    def validate(cls, params):
+        if params["m"] < 1:
+            raise SpecError(f"bat: m (the number of bridges) must be a positive integer, got {params['m']!r}")
 
     def objective(self, x, y, generator=None):
         if self.clean_first:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import SpecError
 from . import METHODS
 from .base import Method, accuracy, kl_batchmean
 
@@ -29,12 +28,11 @@ CE_ATTACK = {"loss": "ce", "random_start": "uniform", "clamp_start": True}
 class HAT(Method):
     name = "hat"
     defaults = {"beta": 2.5, "gamma": 0.5, "h": 2.0, "robust_loss": "kl"}
+    choices = {"robust_loss": ("kl", "ce")}
     attack_defaults = {"loss": "kl", "random_start": "normal", "clamp_start": False, "bn_mode": "eval"}
     helpers_required = ("helper",)
 
     def __init__(self, model, attack=None, helpers=None, **params):
-        if params.get("robust_loss", "kl") not in ("kl", "ce"):
-            raise SpecError(f"hat: robust_loss must be 'kl' or 'ce', got {params['robust_loss']!r}")
         if params.get("robust_loss") == "ce":
             attack = {**CE_ATTACK, **(attack or {})}
         super().__init__(model, attack, helpers, **params)

@@ -12,7 +12,6 @@ grad_norm, loss, normalized. Inputs in [0, 1].
 """
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 

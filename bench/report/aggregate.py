@@ -1,6 +1,7 @@
 """Collect a table's evaluation results and aggregate seeds per cell."""
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,7 +12,7 @@ from ..errors import BenchError
 from ..fileio import read_json
 from ..plan import Cell, Plan, Table, published_cells
 from . import claims as claims_mod
-from .verdicts import cell_verdict, param_verdict
+from .verdicts import ABSENT, CITED, NOT_RUN, cell_verdict, param_verdict
 
 
 @dataclass
@@ -154,16 +155,75 @@ def _match(table: Table, out: TableResult) -> None:
     out.cells = kept
 
 
+def _bound(path: Path, result: dict[str, Any], ev, run_info: dict[str, Any], helper_infos: dict[str, dict]) -> None:
+    """An evaluation result is used only if it belongs to this run and protocol, read the
+    checkpoints the runs hold now, and was computed on the data the run was trained on."""
+    def stale(why: str) -> BenchError:
+        return BenchError(f"{path} {why}: it was not computed from what the plan expects; remove it and rerun")
+
+    if (result.get("run_id"), result.get("protocol_id")) != (ev.run_id, ev.protocol_id):
+        raise stale(f"holds run {result.get('run_id')!r} / protocol {result.get('protocol_id')!r}, "
+                    f"not {ev.run_id!r} / {ev.protocol_id!r}")
+    trained = run_info["dataset"]
+    if (result.get("train_dataset") or {}).get("sha256") != trained.get("sha256"):
+        raise stale("records other training data than its run's run.json")
+    test = result.get("dataset")
+    if test is not None and (test.get("sha256"), test.get("source")) != (trained.get("sha256"), trained.get("source")):
+        raise stale(f"was computed on {test.get('source')} (sha256 {str(test.get('sha256'))[:16]}), not on the data "
+                    f"the run was trained on ({trained.get('source')}, sha256 {str(trained.get('sha256'))[:16]})")
+    ck = result.get("checkpoint")
+    if ck is not None and ck.get("sha256") != (run_info.get("checkpoints") or {}).get(ck.get("which")):
+        raise stale(f"evaluated a {ck.get('which')}.pt that is not the one run {ev.run_id} holds now")
+    for role, h in (result.get("helpers") or {}).items():
+        if h.get("sha256") != (helper_infos[h["run"]].get("checkpoints") or {}).get(h.get("checkpoint")):
+            raise stale(f"used a helper model ({role}: run {h['run']}) that is not the one that run holds now")
+
+
+def _check_datasets(plan: Plan, table: Table, results: dict[str, dict], run_infos: dict[str, dict]) -> None:
+    """A table never mixes datasets: every cell of a dataset has one fingerprint, the one the
+    data root holds now."""
+    from ..data.store import current_fingerprint
+
+    seen: dict[str, dict[str, list[str]]] = {}
+    for key, r in results.items():
+        fp = run_infos[r["run_id"]]["dataset"]
+        seen.setdefault(fp["dataset"], {}).setdefault(f"{fp.get('source')} sha256 {fp.get('sha256')}", []).append(key)
+    for name, variants in seen.items():
+        if len(variants) > 1:
+            listed = "; ".join(f"{v[:40]}…: {', '.join(sorted(keys)[:3])}" for v, keys in variants.items())
+            raise BenchError(f"{table.stem}: the cells of {name} were computed on different data ({listed}); "
+                             f"remove the runs that do not match the data root and rerun")
+        (variant, keys), = variants.items()
+        run_cfg = plan.run(results[keys[0]]["run_id"]).config
+        now = current_fingerprint(run_cfg)
+        if f"{now.get('source')} sha256 {now.get('sha256')}" != variant:
+            runs = sorted({results[k]["run_id"] for k in keys})
+            raise BenchError(f"{table.stem}: runs {', '.join(runs[:3])}{' …' if len(runs) > 3 else ''} were trained on "
+                             f"{name} {variant[:60]}…, but the data root now holds {now.get('source')} (sha256 "
+                             f"{str(now.get('sha256'))[:16]}); remove those run folders to retrain on the current "
+                             f"data, or restore the data they were trained on")
+
+
 def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> TableResult:
-    """Read every available evaluation of ``table``; datasets in ``missing`` render as not run."""
+    """Read every available evaluation of ``table``; datasets in ``missing`` render as not run.
+    Every result is checked against the run and data that should have produced it."""
     missing = missing or {}
     results: dict[str, dict] = {}
+    run_infos: dict[str, dict] = {}
+
+    def info(run_id: str) -> dict:
+        if run_id not in run_infos:
+            run_infos[run_id] = read_json(layout.run_dir(plan.scale_name, run_id) / "run.json")
+        return run_infos[run_id]
+
     for key in table.eval_keys(set(table.datasets) - set(missing)):
         ev = plan.evals[key]
         path = layout.eval_path(plan.scale_name, ev.run_id, ev.protocol_id)
         if not Path(path).exists():
             raise BenchError(f"{path} is missing: evaluate {key} first (snakemake builds it)")
         results[key] = read_json(path)
+        _bound(path, results[key], ev, info(ev.run_id), {r: info(r) for r in ev.requires.values()})
+    _check_datasets(plan, table, results, run_infos)
 
     paper_scale = plan.scale_name == layout.PAPER_SCALE
     stat = table.aggregation["stat"]
@@ -172,14 +232,23 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         if cell.param is not None:
             out.cells.append(_param_cell(plan, cell))
             continue
+        if cell.quoted:   # quoted from earlier work: the paper's number, never regenerated
+            out.cells.append(CellResult(cell, [], None, None, CITED if cell.published is not None else ABSENT,
+                                        f"cited: {cell.quoted}"))
+            continue
         got = [results[k] for k in cell.evals if k in results]
-        values = [r[cell.metric] for r in got if r.get(cell.metric) is not None]   # None: not measurable
+        found = [lookup(r, cell.metric) for r in got]
+        values = [v for v in found if isinstance(v, (int, float)) and math.isfinite(v)]   # None: not measurable
+        nonfinite = sum(isinstance(v, float) and not math.isfinite(v) for v in found)
         mean, std = _stat(values, stat)
         exact = all(r["train_dataset"].get("exact") is not False for r in got)
         verdict = cell_verdict(planned=bool(cell.evals), mean=mean, std=std, published=cell.published,
                                std_pub=cell.std, paper_scale=paper_scale, exact_data=exact)
         absent = sorted(cell.datasets & set(missing))
         note = f"{', '.join(absent)} absent" if absent and cell.evals else ""
+        if nonfinite:
+            verdict, note = NOT_RUN, f"{nonfinite} seed(s) gave a non-finite value"
+            mean = std = None
         out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact))
         for r in got:
             fp = out.datasets.setdefault(r["train_dataset"]["dataset"], {**r["train_dataset"], "tested": []})
@@ -212,7 +281,9 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
     if "match" in table.spec:
         _match(table, out)
 
-    regen = {(c.cell.row, c.cell.setting, c.cell.column): c.mean for c in out.cells}
+    # claims read quoted cells as the numbers the paper quotes
+    regen = {(c.cell.row, c.cell.setting, c.cell.column): c.cell.published if c.cell.quoted else c.mean
+             for c in out.cells}
     pub = {(c.cell.row, c.cell.setting, c.cell.column): c.cell.published for c in out.cells}
     for claim in table.spec.get("claims", []):
         _, refs = claims_mod.parse(claim["check"])

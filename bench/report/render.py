@@ -29,6 +29,8 @@ def fmt_pub(c: CellResult) -> str:
 def fmt_regen(c: CellResult, with_n: bool = False) -> str:
     if c.cell.param is not None:
         return _num(c.mean)
+    if c.cell.quoted:
+        return "–" if c.cell.published is None else f"{_num(c.cell.published)}†"
     if c.mean is None:
         return "not run" if c.cell.evals else "–"
     text = _num(c.mean) + (f" ± {_num(c.std)}" if c.std is not None else "")
@@ -56,6 +58,8 @@ def tex(s: str) -> str:
 
 
 def fmt_tex(c: CellResult) -> str:
+    if c.cell.quoted:
+        return "--" if c.cell.published is None else rf"{_num(c.cell.published)}$^\dagger$"
     regen = "--" if c.mean is None else _num(c.mean) + (
         rf"{{\scriptsize$\pm${_num(c.std)}}}" if c.std is not None else "")
     return regen + (f" ({_num(c.cell.published)})" if c.cell.published is not None else "")
@@ -75,7 +79,8 @@ def _context(res: TableResult, plan: Plan) -> dict:
         choices=t.paper_spec.get("choices", []), throughput=res.throughput,
         device=sorted({e.get("cuda_device", "CPU") for e in res.environments}), cell=lambda r, s, c: lookup[(r, s, c)],
         fmt_pub=fmt_pub, fmt_regen=fmt_regen, fmt_delta=fmt_delta, fmt_claim=fmt_claim,
-        exactness=exactness, tex=tex, fmt_tex=fmt_tex)
+        exactness=exactness, tex=tex, fmt_tex=fmt_tex,
+        quoted={res.rows[c.cell.row]["label"]: c.cell.quoted for c in res.cells if c.cell.quoted and c.cell.row in res.rows})
 
 
 def to_csv(res: TableResult) -> str:
