@@ -130,7 +130,7 @@ def cmd_regress(args) -> None:
 
 def cmd_data(args) -> None:
     from .data.catalog import DATASETS
-    from .data.locate import available, checkpoint_path, data_root, is_checkpoint, locate, missing_message
+    from .data.locate import available, check, checkpoint_path, data_root, is_checkpoint, locate, missing_message
 
     names = args.names
     if not names:   # every dataset, and every checkpoint the paper-scale specs evaluate
@@ -146,9 +146,14 @@ def cmd_data(args) -> None:
                 print(f"{name}: MISSING\n{missing_message(name)}")
             elif is_checkpoint(name):
                 print(f"{name}: checkpoint at {checkpoint_path(name)}")
-            else:
+            else:   # every file its reader will read, checked without decoding
                 src, path = locate(name)
-                print(f"{name}: {src.format} at {path}" + (f" ({src.note})" if src.note else ""))
+                problems, notes = check(src, path, DATASETS.get(name))
+                bad += bool(problems)
+                print(f"{name}: {src.format} at {path}" + (f" ({src.note})" if src.note else "")
+                      + (f": {len(problems)} BAD" if problems else ""))
+                for line in [f"  BAD {p}" for p in problems] + [f"  note: {n}" for n in notes]:
+                    print(line)
         if bad and args.strict:
             raise SystemExit(1)
     elif args.action == "fingerprint":

@@ -96,15 +96,17 @@ def test_imagefolder_decodes_to_contiguous_nchw(tmp_path, monkeypatch):
     """Decoded images are C-ordered N×C×H×W (AutoAttack views gradients shaped like them)."""
     from PIL import Image
 
+    from bench.data.catalog import CIFAR10_CLASSES
+
     for split in ("train", "test"):
-        for cls in ("airplane", "automobile"):
+        for cls in CIFAR10_CLASSES:
             d = tmp_path / "cifar10" / split / cls
             d.mkdir(parents=True)
-            for i in range(2):
+            for i in range(2 if cls in ("airplane", "automobile") else 1):
                 pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8).numpy()
                 Image.fromarray(pixels).save(d / f"{i}.png")
     monkeypatch.setenv("BENCH_DATA", str(tmp_path))
     data = load("cifar10")
-    assert data.train.x.shape == (4, 3, 32, 32) and data.train.x.is_contiguous()
-    assert data.test.y.tolist() == [0, 0, 1, 1] and data.fingerprint["exact"] is None
+    assert data.train.x.shape == (12, 3, 32, 32) and data.train.x.is_contiguous()
+    assert data.test.y.tolist() == [0, 0, 1, 1, *range(2, 10)] and data.fingerprint["exact"] is None
     assert data.fingerprint["source"] == "imagefolder:cifar10"
