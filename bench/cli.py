@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
 
 from .errors import BenchError
@@ -168,6 +169,10 @@ def cmd_data(args) -> None:
             download(name, data_root())
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="bench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -211,15 +216,19 @@ def main(argv: list[str] | None = None) -> None:
                                      "robustbench:<dataset>/<threat model>/<id>)")
     sp.add_argument("action", choices=["check", "fingerprint", "download"])
     sp.add_argument("names", nargs="*")
-    sp.add_argument("--strict", action="store_true", help="exit 1 if any is missing")
+    sp.add_argument("--strict", action="store_true", help="exit 1 if any is missing or bad")
     sp.set_defaults(fn=cmd_data)
 
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)   # a killed job cleans up like an interrupted one
     try:
         args.fn(args)
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:   # Ctrl-C (or SIGTERM): temporaries are already removed
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except BrokenPipeError:  # e.g. `bench published --csv | head`
         sys.stderr.close()
         raise SystemExit(0) from None
