@@ -6,26 +6,29 @@
 #   snakemake --cores 8 tables/hat_table2.md       one paper-scale table
 #   snakemake -n tables/hat_table2.md              its whole job graph (dry run)
 #
-# Options (--config key=value): partial=1 renders the cells whose datasets are present
-# and marks the rest "not run"; amp=bf16 and channels_last=1 select the precision
-# (they change run ids); threads=N sets CPU threads per job (default 1).
+# Options (--config key=value; defaults in config/config.yaml, checked against
+# config/config.schema.yaml before anything runs): partial=1 renders the cells whose
+# datasets are present and marks the rest "not run"; amp=bf16 and channels_last=1 select
+# the precision (they change run ids); threads=N sets CPU threads per job (default 1).
+import os
+
+from snakemake.utils import validate
+
 from bench import layout, scales
 from bench.data.locate import available, missing_message
 from bench.errors import MissingDataError
 from bench.plan import Plan
 
-
-def _flag(name):
-    return str(config.get(name, "")).lower() in {"1", "true", "yes", "on"}
-
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+validate(config, "config/config.schema.yaml")   # an unknown key or a bad value: one error, no job
 
 OVERRIDES = {}
-if config.get("amp", "none") != "none":
+if config["amp"] != "none":
     OVERRIDES["amp"] = config["amp"]
-if _flag("channels_last"):
+if config["channels_last"]:
     OVERRIDES["channels_last"] = True
-PARTIAL = _flag("partial")
-THREADS = int(config.get("threads", 1))
+PARTIAL = bool(config["partial"])
+THREADS = config["threads"]
 FLAGS = "".join([f" --amp {OVERRIDES['amp']}" if "amp" in OVERRIDES else "",
                  " --channels-last" if OVERRIDES.get("channels_last") else ""])
 RESULTS = str(layout.results_root())
