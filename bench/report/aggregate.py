@@ -1,6 +1,7 @@
 """Collect a table's evaluation results and aggregate seeds per cell."""
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ class CellResult:
     verdict: str
     note: str = ""
     exact: bool = True        # computed on exact (not substitute) data
+    reason: str = ""          # why there is no mean although results exist, e.g. "NaN"
 
     @property
     def n(self) -> int:
@@ -43,6 +45,8 @@ class ClaimResult:
     regenerated: bool | None
     published: bool | None
     budget: str = ""          # scale and training budget the regenerated verdict was checked at
+    reason: str = "not run"   # why ``regenerated`` is None: a cell not run, NaN, division by zero …
+    published_reason: str = "not printed"   # why ``published`` is None
 
 
 @dataclass
@@ -174,13 +178,17 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
             continue
         got = [results[k] for k in cell.evals if k in results]
         values = [r[cell.metric] for r in got if r.get(cell.metric) is not None]   # None: not measurable
+        bad = sorted({str(v) for v in values if not math.isfinite(v)})   # a NaN/inf result is never a number
+        values = [] if bad else values
         mean, std = _stat(values, stat)
         exact = all(r["train_dataset"].get("exact") is not False for r in got)
         verdict = cell_verdict(planned=bool(cell.evals), mean=mean, std=std, published=cell.published,
                                std_pub=cell.std, paper_scale=paper_scale, exact_data=exact)
         absent = sorted(cell.datasets & set(missing))
         note = f"{', '.join(absent)} absent" if absent and cell.evals else ""
-        out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact))
+        if bad:
+            note = f"a result is {'/'.join(bad)}"
+        out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact, reason="/".join(bad)))
         for r in got:
             fp = out.datasets.setdefault(r["train_dataset"]["dataset"], {**r["train_dataset"], "tested": []})
             if r.get("n") is not None and r["n"] not in fp["tested"]:   # test images the evaluations used (per protocol)
@@ -218,8 +226,9 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         _, refs = claims_mod.parse(claim["check"])
         budget = "; ".join(f"{table.spec['settings'][sid]['label']}: {out.budgets[sid]}"
                            for sid in dict.fromkeys(s for _, s, _ in refs) if sid in out.budgets)
+        regenerated, reason = claims_mod.check(claim["check"], regen)
+        published, published_reason = claims_mod.check(claim["check"], pub)
         out.claims.append(ClaimResult(claim["id"], claim["text"], " ".join(claim["check"].split()),
-                                      claims_mod.evaluate(claim["check"], regen),
-                                      claims_mod.evaluate(claim["check"], pub),
-                                      f"{plan.scale_name} scale; {budget}"))
+                                      regenerated, published, f"{plan.scale_name} scale; {budget}", reason,
+                                      "not printed" if published_reason == claims_mod.NOT_RUN else published_reason))
     return out

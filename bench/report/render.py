@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import jinja2
 
 from .. import provenance
-from ..fileio import write_text
+from ..fileio import locked, write_text
 from ..plan import Plan, Table
 from .aggregate import CellResult, TableResult, collect
 from .verdicts import RULE
@@ -17,7 +18,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _num(v: float | None, digits: int = 2) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
+    if v is None:
+        return "–"
+    return f"{v:.{digits}f}" if math.isfinite(v) else f"not run ({v})"   # NaN/inf is never a number
 
 
 def fmt_pub(c: CellResult) -> str:
@@ -30,7 +33,7 @@ def fmt_regen(c: CellResult, with_n: bool = False) -> str:
     if c.cell.param is not None:
         return _num(c.mean)
     if c.mean is None:
-        return "not run" if c.cell.evals else "–"
+        return ("not run" + (f" ({c.reason})" if c.reason else "")) if c.cell.evals else "–"
     text = _num(c.mean) + (f" ± {_num(c.std)}" if c.std is not None else "")
     return text + (f" (n={c.n})" if with_n else "")
 
@@ -56,7 +59,7 @@ def tex(s: str) -> str:
 
 
 def fmt_tex(c: CellResult) -> str:
-    regen = "--" if c.mean is None else _num(c.mean) + (
+    regen = (f"n/a ({c.reason})" if c.reason else "--") if c.mean is None else _num(c.mean) + (
         rf"{{\scriptsize$\pm${_num(c.std)}}}" if c.std is not None else "")
     return regen + (f" ({_num(c.cell.published)})" if c.cell.published is not None else "")
 
