@@ -126,9 +126,14 @@ rule evaluate:
         "{wildcards.run} {wildcards.protocol} 2>> {log}"
 
 
+# Its checkpoints are outputs too, so a deleted best.pt or last.pt reruns the job, which
+# rewrites them from state.pt (training resumes from state.pt; nothing is lost).
 rule train:
     input: lambda wc: [f"{RESULTS}/{wc.scale}/runs/{r}/run.json" for r in PLANS[wc.scale].run(wc.run).requires.values()]
-    output: f"{RESULTS}/{{scale}}/runs/{{run}}/run.json"
+    output:
+        f"{RESULTS}/{{scale}}/runs/{{run}}/run.json",
+        f"{RESULTS}/{{scale}}/runs/{{run}}/best.pt",
+        f"{RESULTS}/{{scale}}/runs/{{run}}/last.pt",
     log: f"{RESULTS}/{{scale}}/runs/{{run}}/train.log"
     threads: THREADS
     resources:

@@ -38,7 +38,7 @@ from .data.store import load_extra, load_for_run
 from .data.loader import DeviceLoader, MixedLoader, epoch_generator
 from .errors import BenchError
 from .evaluate import measure
-from .fileio import torch_save, write_json
+from .fileio import locked, torch_load, torch_save, write_json
 from .methods import METHODS
 from .models import build as build_model
 from .methods.base import total
@@ -68,6 +68,12 @@ def build_probes(requested: dict[str, dict[str, Any]], model: torch.nn.Module) -
 
 def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str, Path] | None = None,
           progress: bool = True) -> dict[str, Any]:
+    with locked(run_dir):   # one writer per run folder; the stale temporaries of a killed one removed
+        return _train(run_id, cfg, run_dir, helper_dirs, progress)
+
+
+def _train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str, Path] | None,
+           progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     if "pretrained" in cfg:   # evaluated without training: import the weights (bench/pretrained.py)
@@ -119,20 +125,19 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     probes = build_probes(cfg.get("probes") or {}, model)
     resolved = {**cfg, "method": method.resolved(), "device": str(dev)}
     state_path = run_dir / "state.pt"
-    for stale in run_dir.glob(".*.tmp"):  # temporaries of a killed job (never the real files)
-        stale.unlink()
     history: list[dict[str, Any]] = []
-    best = {"epoch": None, "value": -math.inf}
+    best, best_ckpt = {"epoch": None, "value": -math.inf}, None
     start_epoch = 0
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in probes}
     if state_path.exists():
-        state = torch.load(state_path, map_location=dev, weights_only=False)
+        state = torch_load(state_path, map_location=dev, weights_only=False)
         if state["run_id"] != run_id:
             raise BenchError(f"{state_path} belongs to run {state['run_id']}, not {run_id}; remove it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"]
+        best_ckpt = state["best_checkpoint"]   # rewrites best.pt if it is gone (the workflow deletes it)
         records.update(state.get("probes", {}))
         log(f"[{run_id}] resuming after epoch {start_epoch}/{epochs}")
     else:
@@ -191,7 +196,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
             value = res["clean" if sel["metric"] == "last" else sel["metric"]]
             if value >= best["value"]:
                 best = {"epoch": epoch + 1, "value": value}
-                checkpoint.save(run_dir / "best.pt", model, epoch=epoch + 1, metric=value, **meta)
+                best_ckpt = checkpoint.save(run_dir / "best.pt", model, epoch=epoch + 1, metric=value, **meta)
         history.append(record)
         checkpoint.save(run_dir / "last.pt", model, epoch=epoch + 1, **meta)
         if epoch + 1 in cfg.get("snapshots", ()):
@@ -201,10 +206,14 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
             write_json(run_dir / "probes.json", records)
         torch_save(state_path, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(),
                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                "history": history, "best": best, "probes": records})
+                                "history": history, "best": best, "probes": records, "best_checkpoint": best_ckpt})
         bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in record.items() if k != "epoch"))
         log(f"[{run_id}] epoch {epoch + 1}/{epochs} " + json.dumps(record))
     bar.close()
+    if best_ckpt is not None and not (run_dir / "best.pt").exists():   # deleted after the run: from state.pt
+        torch_save(run_dir / "best.pt", best_ckpt)
+    if not (run_dir / "last.pt").exists():
+        checkpoint.save(run_dir / "last.pt", model, epoch=epochs, **meta)
 
     speeds = [h["images_per_s"] for h in history[1:]] or [h["images_per_s"] for h in history]
     summary = {

@@ -97,6 +97,12 @@ def to_csv(res: TableResult) -> str:
 def render(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> list[Path]:
     """Write the target's files: a table's .md/.tex/.csv, or a figure's .png/.pdf, the
     .csv of the data it plots, and an .md comparison with the published numbers."""
+    stem = Path(table.stem)
+    with locked(stem.parent, stem.name):   # one writer per target; the stale temporaries of a killed one removed
+        return _render(plan, table, missing)
+
+
+def _render(plan: Plan, table: Table, missing: dict[str, str] | None) -> list[Path]:
     res = collect(plan, table, missing)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
