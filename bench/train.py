@@ -85,7 +85,7 @@ def _train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[st
     amp, channels_last = prec.get("amp", "none"), bool(prec.get("channels_last", False))
     seed = int(cfg["seed"])
 
-    data = load_for_run(cfg, n_test=cfg["selection"].get("n_test"))
+    data = load_for_run(cfg, n_test=cfg["selection"].get("n_test"), test_subset=cfg["selection"].get("subset", "random"))
     info = data.info
     extra = load_extra(cfg)   # robust self-training: pseudo-labelled images in every batch
     if extra is None:
