@@ -220,7 +220,7 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
     if "match" in table.spec:
         _match(table, out)
 
-    regen = {(c.cell.row, c.cell.setting, c.cell.column): c.mean for c in out.cells}
+    regen = {(c.cell.row, c.cell.setting, c.cell.column): math.nan if c.reason else c.mean for c in out.cells}
     pub = {(c.cell.row, c.cell.setting, c.cell.column): c.cell.published for c in out.cells}
     for claim in table.spec.get("claims", []):
         _, refs = claims_mod.parse(claim["check"])
