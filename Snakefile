@@ -110,10 +110,23 @@ def _resources(kind, key, default=0):
     return lambda wc: PLANS[wc.scale].resources(kind, wc.run).get(key, default)
 
 
+def checkpoint_file(scale, run, which):
+    """A run's checkpoint as a train job's output (best, last; snapshots epoch<k> are not)."""
+    return [f"{RESULTS}/{scale}/runs/{run}/{which}.pt"] if which in ("best", "last") else []
+
+
+def eval_inputs(wc):
+    ev = PLANS[wc.scale].evaluation(wc.run, wc.protocol)
+    files = [f"{RESULTS}/{wc.scale}/runs/{r}/run.json" for r in [wc.run, *ev.requires.values()]]
+    if "probe" not in ev.protocol:   # the checkpoints it reads: a deleted one reruns its train job
+        files += checkpoint_file(wc.scale, wc.run, ev.protocol.get("checkpoint", "best"))
+        for h in ev.protocol.get("helpers", {}).values():
+            files += checkpoint_file(wc.scale, h["run"], h["checkpoint"])
+    return files
+
+
 rule evaluate:
-    input:
-        lambda wc: [f"{RESULTS}/{wc.scale}/runs/{r}/run.json"
-                    for r in [wc.run, *PLANS[wc.scale].evaluation(wc.run, wc.protocol).requires.values()]]
+    input: eval_inputs
     output: f"{RESULTS}/{{scale}}/evals/{{run}}/{{protocol}}.json"
     log: f"{RESULTS}/{{scale}}/evals/{{run}}/{{protocol}}.log"
     threads: THREADS
@@ -126,10 +139,16 @@ rule evaluate:
         "{wildcards.run} {wildcards.protocol} 2>> {log}"
 
 
-# Its checkpoints are outputs too, so a deleted best.pt or last.pt reruns the job, which
-# rewrites them from state.pt (training resumes from state.pt; nothing is lost).
+# A run's checkpoints are outputs of its train job, and inputs of the jobs that read them
+# (evaluations, helper and init runs), so a deleted best.pt or last.pt reruns the job, which
+# rewrites them from state.pt without training.
+def train_inputs(wc):
+    required = PLANS[wc.scale].run(wc.run).requires.values()   # helper and init runs: their best.pt
+    return [f for r in required for f in [f"{RESULTS}/{wc.scale}/runs/{r}/run.json", *checkpoint_file(wc.scale, r, "best")]]
+
+
 rule train:
-    input: lambda wc: [f"{RESULTS}/{wc.scale}/runs/{r}/run.json" for r in PLANS[wc.scale].run(wc.run).requires.values()]
+    input: train_inputs
     output:
         f"{RESULTS}/{{scale}}/runs/{{run}}/run.json",
         f"{RESULTS}/{{scale}}/runs/{{run}}/best.pt",
