@@ -74,7 +74,10 @@ def read_svhn_mat(d: Path, info: DatasetInfo | None = None) -> Arrays:
     from scipy.io import loadmat
 
     def load(name: str):
-        m = loadmat(d / name)
+        try:
+            m = loadmat(d / name)
+        except Exception as e:   # scipy raises several kinds for a damaged .mat
+            raise MissingDataError(f"{d / name} cannot be read as a .mat file ({e}): replace it with the original") from None
         y = m["y"].astype(np.int64).reshape(-1)
         y[y == 10] = 0  # SVHN stores digit 0 as label 10
         return np.transpose(m["X"], (3, 2, 0, 1)), y
