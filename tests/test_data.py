@@ -61,6 +61,18 @@ def test_subsets_are_fixed_and_nested():
     assert all(tuple(r.flatten()[:20].tolist()) in rows for r in small.test.x)
 
 
+def test_first_test_subset_is_the_first_images_in_file_order():
+    """BAT's early stopping uses "the first batch of the test set" (subset: first)."""
+    full = load("cifar10", source="synthetic", synthetic_size=(64, 64))
+    first = load("cifar10", source="synthetic", synthetic_size=(64, 64), n_test=10, test_subset="first")
+    rand = load("cifar10", source="synthetic", synthetic_size=(64, 64), n_test=10)
+    assert torch.equal(first.test.x, full.test.x[:10]) and torch.equal(first.test.y, full.test.y[:10])
+    assert not torch.equal(rand.test.x, full.test.x[:10])
+    assert first.fingerprint["test_subset"] != rand.fingerprint["test_subset"]
+    with pytest.raises(MissingDataError, match="unknown test subset 'last'"):
+        load("cifar10", source="synthetic", n_test=10, test_subset="last")
+
+
 def test_loader_augments_on_device_deterministically_per_epoch():
     data = load("cifar10", source="synthetic", synthetic_size=(100, 10))
     loader = DeviceLoader(data.train, 32, torch.device("cpu"), shuffle=True, augment="crop_flip")
