@@ -69,6 +69,7 @@ def test_first_test_subset_is_the_first_images_in_file_order():
     assert torch.equal(first.test.x, full.test.x[:10]) and torch.equal(first.test.y, full.test.y[:10])
     assert not torch.equal(rand.test.x, full.test.x[:10])
     assert first.fingerprint["test_subset"] != rand.fingerprint["test_subset"]
+    assert (first.fingerprint["test_subset_rule"], rand.fingerprint["test_subset_rule"]) == ("first", "random")
     with pytest.raises(MissingDataError, match="unknown test subset 'last'"):
         load("cifar10", source="synthetic", n_test=10, test_subset="last")
 
@@ -122,3 +123,6 @@ def test_imagefolder_decodes_to_contiguous_nchw(tmp_path, monkeypatch):
     assert data.train.x.shape == (12, 3, 32, 32) and data.train.x.is_contiguous()
     assert data.test.y.tolist() == [0, 0, 1, 1, *range(2, 10)] and data.fingerprint["exact"] is None
     assert data.fingerprint["source"] == "imagefolder:cifar10"
+    # grouped by class, an ImageFolder has no original order: "first" keeps the random subset
+    first = load("cifar10", n_test=4, test_subset="first")
+    assert first.fingerprint["test_subset_rule"] == "random" and len(set(first.test.y.tolist())) > 1

@@ -143,7 +143,9 @@ def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (
     """Load ``name`` from the data root (``source='real'``) or generate it
     (``source='synthetic'``, with ``synthetic_size`` train/test images), then keep
     the first ``n_train``/``n_test`` of a fixed permutation of each split (``test_subset
-    ='first'``: the first ``n_test`` test images in file order, e.g. "the first test batch")."""
+    ='first'``: the first ``n_test`` test images in file order, e.g. "the first test batch";
+    an ImageFolder tree, grouped by class, has lost that order and keeps the fixed random
+    subset; the fingerprint's ``test_subset_rule`` says which was taken)."""
     info = DATASETS.get(name)
     if info.generator is not None:  # defined by its paper: the same at every scale
         from .generated import GENERATORS
@@ -170,9 +172,13 @@ def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (
     train, train_idx = _subset(Split(xtr, ytr), n_train, 0)
     if test_subset not in ("random", "first"):
         raise MissingDataError(f"unknown test subset {test_subset!r} (expected 'random' or 'first')")
+    if test_subset == "first" and source == "real" and src.format == "imagefolder":
+        test_subset = "random"   # its files are grouped by class: the original order is lost
     test, test_idx = _subset(Split(xte, yte), n_test, 1, first=test_subset == "first")
     fp.update(dataset=name, full_train=len(ytr), full_test=len(yte), n_train=len(train.y),
               n_test=len(test.y), train_subset=train_idx, test_subset=test_idx)
+    if test_idx is not None:
+        fp["test_subset_rule"] = test_subset
     return Loaded(info, train, test, fp)
 
 
