@@ -6,26 +6,29 @@
 #   snakemake --cores 8 tables/hat_table2.md       one paper-scale table
 #   snakemake -n tables/hat_table2.md              its whole job graph (dry run)
 #
-# Options (--config key=value): partial=1 renders the cells whose datasets are present
-# and marks the rest "not run"; amp=bf16 and channels_last=1 select the precision
-# (they change run ids); threads=N sets CPU threads per job (default 1).
+# Options (--config key=value; defaults in config/config.yaml, checked against
+# config/config.schema.yaml before anything runs): partial=1 renders the cells whose
+# datasets are present and marks the rest "not run"; amp=bf16 and channels_last=1 select
+# the precision (they change run ids); threads=N sets CPU threads per job (default 1).
+import os
+
+from snakemake.utils import validate
+
 from bench import layout, scales
 from bench.data.locate import available, missing_message
 from bench.errors import MissingDataError
 from bench.plan import Plan
 
-
-def _flag(name):
-    return str(config.get(name, "")).lower() in {"1", "true", "yes", "on"}
-
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+validate(config, "config/config.schema.yaml")   # an unknown key or a bad value: one error, no job
 
 OVERRIDES = {}
-if config.get("amp", "none") != "none":
+if config["amp"] != "none":
     OVERRIDES["amp"] = config["amp"]
-if _flag("channels_last"):
+if config["channels_last"]:
     OVERRIDES["channels_last"] = True
-PARTIAL = _flag("partial")
-THREADS = int(config.get("threads", 1))
+PARTIAL = bool(config["partial"])
+THREADS = config["threads"]
 FLAGS = "".join([f" --amp {OVERRIDES['amp']}" if "amp" in OVERRIDES else "",
                  " --channels-last" if OVERRIDES.get("channels_last") else ""])
 RESULTS = str(layout.results_root())
@@ -107,10 +110,23 @@ def _resources(kind, key, default=0):
     return lambda wc: PLANS[wc.scale].resources(kind, wc.run).get(key, default)
 
 
+def checkpoint_file(scale, run, which):
+    """A run's checkpoint as a train job's output (best, last; snapshots epoch<k> are not)."""
+    return [f"{RESULTS}/{scale}/runs/{run}/{which}.pt"] if which in ("best", "last") else []
+
+
+def eval_inputs(wc):
+    ev = PLANS[wc.scale].evaluation(wc.run, wc.protocol)
+    files = [f"{RESULTS}/{wc.scale}/runs/{r}/run.json" for r in [wc.run, *ev.requires.values()]]
+    if "probe" not in ev.protocol:   # the checkpoints it reads: a deleted one reruns its train job
+        files += checkpoint_file(wc.scale, wc.run, ev.protocol.get("checkpoint", "best"))
+        for h in ev.protocol.get("helpers", {}).values():
+            files += checkpoint_file(wc.scale, h["run"], h["checkpoint"])
+    return files
+
+
 rule evaluate:
-    input:
-        lambda wc: [f"{RESULTS}/{wc.scale}/runs/{r}/run.json"
-                    for r in [wc.run, *PLANS[wc.scale].evaluation(wc.run, wc.protocol).requires.values()]]
+    input: eval_inputs
     output: f"{RESULTS}/{{scale}}/evals/{{run}}/{{protocol}}.json"
     log: f"{RESULTS}/{{scale}}/evals/{{run}}/{{protocol}}.log"
     threads: THREADS
@@ -123,9 +139,20 @@ rule evaluate:
         "{wildcards.run} {wildcards.protocol} 2>> {log}"
 
 
+# A run's checkpoints are outputs of its train job, and inputs of the jobs that read them
+# (evaluations, helper and init runs), so a deleted best.pt or last.pt reruns the job, which
+# rewrites them from state.pt without training.
+def train_inputs(wc):
+    required = PLANS[wc.scale].run(wc.run).requires.values()   # helper and init runs: their best.pt
+    return [f for r in required for f in [f"{RESULTS}/{wc.scale}/runs/{r}/run.json", *checkpoint_file(wc.scale, r, "best")]]
+
+
 rule train:
-    input: lambda wc: [f"{RESULTS}/{wc.scale}/runs/{r}/run.json" for r in PLANS[wc.scale].run(wc.run).requires.values()]
-    output: f"{RESULTS}/{{scale}}/runs/{{run}}/run.json"
+    input: train_inputs
+    output:
+        f"{RESULTS}/{{scale}}/runs/{{run}}/run.json",
+        f"{RESULTS}/{{scale}}/runs/{{run}}/best.pt",
+        f"{RESULTS}/{{scale}}/runs/{{run}}/last.pt",
     log: f"{RESULTS}/{{scale}}/runs/{{run}}/train.log"
     threads: THREADS
     resources:

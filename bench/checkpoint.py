@@ -15,25 +15,34 @@ from typing import Any
 import torch
 
 from .errors import BenchError
-from .fileio import atomic_write, file_digest, read_json
+from .fileio import atomic_write, file_digest, read_json, torch_load
 from .models import build
+
+
+def pack(model: torch.nn.Module, model_cfg: dict, num_classes: int, in_channels: int, **meta: Any) -> dict[str, Any]:
+    """A checkpoint of the model's current weights (copied to the CPU, not the live tensors)."""
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return {"model": state, "model_cfg": model_cfg, "num_classes": num_classes, "in_channels": in_channels, **meta}
+
+
+def write(path: Path, ckpt: dict[str, Any]) -> str:
+    """Write a checkpoint atomically; returns the sha256 of the bytes written."""
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    data = buf.getvalue()
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:   # through a Python file, so a full disk is an OSError
+            f.write(data)
+
+    atomic_write(path, _w)
+    return hashlib.sha256(data).hexdigest()
 
 
 def save(path: Path, model: torch.nn.Module, model_cfg: dict, num_classes: int, in_channels: int,
          **meta: Any) -> str:
-    """Write the checkpoint atomically; returns the sha256 of the bytes written."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    buf = io.BytesIO()
-    torch.save({"model": state, "model_cfg": model_cfg, "num_classes": num_classes,
-                "in_channels": in_channels, **meta}, buf)
-    data = buf.getvalue()
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    atomic_write(path, write)
-    return hashlib.sha256(data).hexdigest()
+    """Write the model's checkpoint atomically; returns its sha256."""
+    return write(path, pack(model, model_cfg, num_classes, in_channels, **meta))
 
 
 def check_finite(state: dict[str, torch.Tensor], where: Path) -> None:
@@ -52,10 +61,7 @@ def load(path: Path, device: torch.device, sha256: str | None = None) -> tuple[t
     if sha256 is not None and file_digest(path) != sha256:
         raise BenchError(f"{path} does not match the sha256 its run recorded: it was replaced or damaged; "
                          f"remove {path.parent} and rerun")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:   # truncated or not a checkpoint
-        raise BenchError(f"{path} cannot be read ({type(e).__name__}); remove it and rerun") from None
+    ckpt = torch_load(path, map_location="cpu", weights_only=True)   # unreadable: one error naming the file
     check_finite(ckpt["model"], path)
     model = build(ckpt["model_cfg"], ckpt["num_classes"], ckpt["in_channels"])
     model.load_state_dict(ckpt["model"])

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
 
 from .errors import BenchError
@@ -130,7 +131,7 @@ def cmd_regress(args) -> None:
 
 def cmd_data(args) -> None:
     from .data.catalog import DATASETS
-    from .data.locate import available, checkpoint_path, data_root, is_checkpoint, locate, missing_message
+    from .data.locate import available, check, checkpoint_path, data_root, is_checkpoint, locate, missing_message
 
     names = args.names
     if not names:   # every dataset, and every checkpoint the paper-scale specs evaluate
@@ -146,9 +147,14 @@ def cmd_data(args) -> None:
                 print(f"{name}: MISSING\n{missing_message(name)}")
             elif is_checkpoint(name):
                 print(f"{name}: checkpoint at {checkpoint_path(name)}")
-            else:
+            else:   # every file its reader will read, checked without decoding
                 src, path = locate(name)
-                print(f"{name}: {src.format} at {path}" + (f" ({src.note})" if src.note else ""))
+                problems, notes = check(src, path, DATASETS.get(name))
+                bad += bool(problems)
+                print(f"{name}: {src.format} at {path}" + (f" ({src.note})" if src.note else "")
+                      + (f": {len(problems)} BAD" if problems else ""))
+                for line in [f"  BAD {p}" for p in problems] + [f"  note: {n}" for n in notes]:
+                    print(line)
         if bad and args.strict:
             raise SystemExit(1)
     elif args.action == "fingerprint":
@@ -161,6 +167,10 @@ def cmd_data(args) -> None:
 
         for name in names:
             download(name, data_root())
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -206,15 +216,19 @@ def main(argv: list[str] | None = None) -> None:
                                      "robustbench:<dataset>/<threat model>/<id>)")
     sp.add_argument("action", choices=["check", "fingerprint", "download"])
     sp.add_argument("names", nargs="*")
-    sp.add_argument("--strict", action="store_true", help="exit 1 if any is missing")
+    sp.add_argument("--strict", action="store_true", help="exit 1 if any is missing or bad")
     sp.set_defaults(fn=cmd_data)
 
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)   # a killed job cleans up like an interrupted one
     try:
         args.fn(args)
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:   # Ctrl-C (or SIGTERM): temporaries are already removed
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except BrokenPipeError:  # e.g. `bench published --csv | head`
         sys.stderr.close()
         raise SystemExit(0) from None

@@ -15,3 +15,16 @@ class MissingDataError(BenchError):
 
 class UnknownNameError(SpecError):
     """A registry lookup for a name that is not registered."""
+
+
+class CorruptFileError(BenchError):
+    """A file the suite wrote (or reads) is truncated or corrupt: the message names it and says
+    what to do (usually: remove it and rerun)."""
+
+
+class DiskFullError(BenchError):
+    """No space left on the device while writing a file (nothing half-written is left)."""
+
+
+class LockedError(BenchError):
+    """Another live process is writing the same folder (or output)."""

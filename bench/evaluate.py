@@ -15,7 +15,7 @@ from .attacks import ATTACKS, build as build_attack
 from .data.store import load_for_run
 from .data.loader import DeviceLoader
 from .errors import BenchError
-from .fileio import read_json, write_json
+from .fileio import locked, read_json, write_json
 
 
 def clean_accuracy(model: torch.nn.Module, loader: DeviceLoader) -> float:
@@ -135,6 +135,12 @@ def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, proto
     resolved ``helpers``: run and checkpoint per role); or read the run's own records
     (``probe``, ``history``). The result names the run, the protocol, the checkpoint's
     sha256 and the data it was computed on, so a table can check what it reads."""
+    with locked(out.parent, out.stem):   # one writer per output; the stale temporaries of a killed one removed
+        return _run_protocol(scale, run_id, run_cfg, protocol_id, protocol, out, progress)
+
+
+def _run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, protocol: dict,
+                  out: Path, progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     dev = precision.device()

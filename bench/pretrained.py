@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError, MissingDataError
-from .fileio import file_digest
+from .fileio import file_digest, torch_load
 
 
 def _state_dict(obj: Any) -> dict:
@@ -63,7 +63,7 @@ def weights(cfg: dict[str, Any], num_classes: int, in_channels: int):
     else:
         model = build(cfg["model"], num_classes, in_channels)
         try:
-            model.load_state_dict(_state_dict(torch.load(path, map_location="cpu", weights_only=True)))
+            model.load_state_dict(_state_dict(torch_load(path, map_location="cpu", weights_only=True)))
         except RuntimeError as e:
             raise BenchError(f"{path} does not fit model {cfg['model']}: {str(e).splitlines()[0]}") from None
     return model, origin

@@ -48,7 +48,7 @@ from .data.store import load_extra, load_for_run
 from .data.loader import DeviceLoader, MixedLoader, epoch_generator
 from .errors import BenchError
 from .evaluate import measure
-from .fileio import torch_save, write_json
+from .fileio import locked, torch_load, torch_save, write_json
 from .methods import METHODS
 from .models import build as build_model
 from .methods.base import total
@@ -137,6 +137,12 @@ def _resume_check(run_id: str, state: dict[str, Any], now: dict[str, Any], path:
 
 def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str, Path] | None = None,
           progress: bool = True) -> dict[str, Any]:
+    with locked(run_dir):   # one writer per run folder; the stale temporaries of a killed one removed
+        return _train(run_id, cfg, run_dir, helper_dirs, progress)
+
+
+def _train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str, Path] | None,
+           progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     if "pretrained" in cfg:   # evaluated without training: import the weights (bench/pretrained.py)
@@ -149,7 +155,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     seed = int(cfg["seed"])
     helper_dirs = helper_dirs or {}
 
-    data = load_for_run(cfg, n_test=cfg["selection"].get("n_test"))
+    data = load_for_run(cfg, n_test=cfg["selection"].get("n_test"), test_subset=cfg["selection"].get("subset", "random"))
     info = data.info
     augment = cfg.get("augment", info.augment)
     extra = load_extra(cfg)   # robust self-training: pseudo-labelled images in every batch
@@ -188,16 +194,12 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
     resolved = {**cfg, "method": method.resolved(), "device": str(dev)}
     identity = {"dataset_sha256": data.fingerprint["sha256"], "runtime": runtime(dev)}
     state_path = run_dir / "state.pt"
-    for stale in run_dir.glob(".*.tmp"):  # temporaries of a killed job (never the real files)
-        stale.unlink()
     history: list[dict[str, Any]] = []
-    best = {"epoch": None, "value": -math.inf}
+    best, best_ckpt = {"epoch": None, "value": -math.inf}, None
     start_epoch = 0
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in probes}
     digests: dict[str, str] = {}
     if state_path.exists():
-        from .fileio import torch_load
-
         state = torch_load(state_path, map_location=dev, weights_only=True)
         _resume_check(run_id, state, identity, state_path)
         model.load_state_dict(state["model"])
@@ -205,6 +207,7 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
         scheduler.load_state_dict(state["scheduler"])
         method.load_state_dict(state.get("method", {}))
         history, best, start_epoch = state["history"], state["best"], state["epoch"]
+        best_ckpt = state["best_checkpoint"]   # rewrites best.pt if it is gone (the workflow deletes it)
         records.update(state.get("probes", {}))
         digests = dict(state.get("checkpoints", {}))
         log(f"[{run_id}] resuming after epoch {start_epoch}/{epochs}")
@@ -252,7 +255,8 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
             value = res["clean" if sel["metric"] == "last" else sel["metric"]]
             if value >= best["value"]:
                 best = {"epoch": epoch + 1, "value": value}
-                digests["best"] = checkpoint.save(run_dir / "best.pt", model, epoch=epoch + 1, metric=value, **meta)
+                best_ckpt = checkpoint.pack(model, epoch=epoch + 1, metric=value, **meta)
+                digests["best"] = checkpoint.write(run_dir / "best.pt", best_ckpt)
         history.append(record)
         digests["last"] = checkpoint.save(run_dir / "last.pt", model, epoch=epoch + 1, **meta)
         if epoch + 1 in cfg.get("snapshots", ()):
@@ -264,11 +268,15 @@ def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str
         torch_save(state_path, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(),
                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                 "method": method.state_dict(), "history": history, "best": best,
-                                "probes": records, "checkpoints": digests, **identity})
+                                "probes": records, "checkpoints": digests, "best_checkpoint": best_ckpt, **identity})
         bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in record.items()
                                      if k != "epoch" and isinstance(v, (int, float))))
         log(f"[{run_id}] epoch {epoch + 1}/{epochs} " + json.dumps(record))
     bar.close()
+    if best_ckpt is not None and not (run_dir / "best.pt").exists():   # deleted after the run: from state.pt
+        digests["best"] = checkpoint.write(run_dir / "best.pt", best_ckpt)
+    if not (run_dir / "last.pt").exists():
+        digests["last"] = checkpoint.save(run_dir / "last.pt", model, epoch=epochs, **meta)
 
     speeds = [h["images_per_s"] for h in history[1:]] or [h["images_per_s"] for h in history]
     summary = {

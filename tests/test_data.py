@@ -61,6 +61,19 @@ def test_subsets_are_fixed_and_nested():
     assert all(tuple(r.flatten()[:20].tolist()) in rows for r in small.test.x)
 
 
+def test_first_test_subset_is_the_first_images_in_file_order():
+    """BAT's early stopping uses "the first batch of the test set" (subset: first)."""
+    full = load("cifar10", source="synthetic", synthetic_size=(64, 64))
+    first = load("cifar10", source="synthetic", synthetic_size=(64, 64), n_test=10, test_subset="first")
+    rand = load("cifar10", source="synthetic", synthetic_size=(64, 64), n_test=10)
+    assert torch.equal(first.test.x, full.test.x[:10]) and torch.equal(first.test.y, full.test.y[:10])
+    assert not torch.equal(rand.test.x, full.test.x[:10])
+    assert first.fingerprint["test_subset"] != rand.fingerprint["test_subset"]
+    assert (first.fingerprint["test_subset_rule"], rand.fingerprint["test_subset_rule"]) == ("first", "random")
+    with pytest.raises(MissingDataError, match="unknown test subset 'last'"):
+        load("cifar10", source="synthetic", n_test=10, test_subset="last")
+
+
 def test_loader_augments_on_device_deterministically_per_epoch():
     data = load("cifar10", source="synthetic", synthetic_size=(100, 10))
     loader = DeviceLoader(data.train, 32, torch.device("cpu"), shuffle=True, augment="crop_flip")
@@ -96,15 +109,20 @@ def test_imagefolder_decodes_to_contiguous_nchw(tmp_path, monkeypatch):
     """Decoded images are C-ordered N×C×H×W (AutoAttack views gradients shaped like them)."""
     from PIL import Image
 
+    from bench.data.catalog import CIFAR10_CLASSES
+
     for split in ("train", "test"):
-        for cls in ("airplane", "automobile"):
+        for cls in CIFAR10_CLASSES:
             d = tmp_path / "cifar10" / split / cls
             d.mkdir(parents=True)
-            for i in range(2):
+            for i in range(2 if cls in ("airplane", "automobile") else 1):
                 pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8).numpy()
                 Image.fromarray(pixels).save(d / f"{i}.png")
     monkeypatch.setenv("BENCH_DATA", str(tmp_path))
     data = load("cifar10")
-    assert data.train.x.shape == (4, 3, 32, 32) and data.train.x.is_contiguous()
-    assert data.test.y.tolist() == [0, 0, 1, 1] and data.fingerprint["exact"] is None
+    assert data.train.x.shape == (12, 3, 32, 32) and data.train.x.is_contiguous()
+    assert data.test.y.tolist() == [0, 0, 1, 1, *range(2, 10)] and data.fingerprint["exact"] is None
     assert data.fingerprint["source"] == "imagefolder:cifar10"
+    # grouped by class, an ImageFolder has no original order: "first" keeps the random subset
+    first = load("cifar10", n_test=4, test_subset="first")
+    assert first.fingerprint["test_subset_rule"] == "random" and len(set(first.test.y.tolist())) > 1

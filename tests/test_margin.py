@@ -48,6 +48,23 @@ def test_two_class_boundary_on_both_signs():
     assert ((m - expected) >= 0).all() and ((m - expected) <= RES).all(), (m, expected)
 
 
+def test_positive_side_only_as_hats_code_searches():
+    # The same lines as above: along r = (1, 1) the boundary lies at negative α only, so a
+    # search along +r̂ (HAT's code: +r̂, cap 35, precision 0.1) never finds it and the example
+    # is capped at 35; along (−1, 1) it is at +0.3·√2 ≈ 0.4243, along (−2, 0) at +0.3.
+    model = linear(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.zeros(2))
+    x = torch.tensor([[0.3, 0.0], [0.3, 0.0], [0.3, 5.0]])
+    r = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-2.0, 0.0]])
+    m, capped = directional_margin(model, x, r, cap=35.0, resolution=0.1, sides="positive", return_capped=True)
+    assert capped.tolist() == [True, False, False] and m[0].item() == 35.0
+    for got, want in zip(m[1:].tolist(), [0.3 * math.sqrt(2), 0.3]):
+        assert want <= got <= want + 0.1, (got, want)
+    both = directional_margin(model, x, r, cap=35.0, resolution=0.1)   # the paper's ±r̂ (default)
+    assert 0.3 * math.sqrt(2) <= both[0].item() <= 0.3 * math.sqrt(2) + 0.1
+    with pytest.raises(ValueError, match="sides"):
+        directional_margin(model, x, r, sides="negative")
+
+
 def test_random_linear_models_match_analytical_margin():
     g = torch.Generator().manual_seed(0)
     w, b = torch.randn(5, 8, generator=g), torch.randn(5, generator=g)
@@ -143,7 +160,7 @@ def test_measure_end_to_end():
     assert result["n"] == 12 and len(result["margins"]) == 12 and bar.n == 3
     assert 0 < result["median"] <= 40.0 and 0 <= result["capped"] <= 12
     assert result["median"] == pytest.approx(statistics.median(result["margins"]))
-    assert 0 <= result["clean"] <= 100 and result["cap"] == 40.0
+    assert 0 <= result["clean"] <= 100 and result["cap"] == 40.0 and result["sides"] == "both"
     assert "bench.measures.margin" in result["implementation"]
     again = run_measure(model, loader, cfg, {"directions": helper}, seed=0)
     assert again["margins"] == result["margins"]

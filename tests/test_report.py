@@ -46,3 +46,55 @@ def test_regress_fails_loudly_on_drift(tmp_path, monkeypatch):
     assert "dataset changed" in regress.regress(stem)[0]
     with pytest.raises(BenchError, match="no pinned reference"):
         regress.regress("tables/mini/y_table1")
+
+
+def test_claims_on_undefined_numbers_are_not_run_with_the_reason():
+    from bench.report.claims import check
+
+    v = {("a", "s", "x"): 2.0, ("b", "s", "x"): 0.0, ("n", "s", "x"): float("nan"), ("i", "s", "x"): float("inf")}
+    assert check("a.s.x / b.s.x > 1", v) == (None, "not run (float division by zero in a.s.x / b.s.x)")
+    assert check("n.s.x < 1 or a.s.x > 1", v) == (None, "not run (nan in n.s.x)")
+    assert check("i.s.x - a.s.x > 0", v) == (None, "not run (inf in i.s.x)")
+    assert check("a.s.x * 1e308 * 10 > 0", v)[0] is None            # overflow to inf
+    assert check("a.s.x > z.s.x", v) == (None, "not run")
+    assert check("a.s.x / 2 >= 1", v) == (True, "")
+
+
+def test_nan_results_never_render_as_numbers(tmp_path, monkeypatch):
+    """A NaN result reads "not run (nan)" in every format, and the claims over it (or over a
+    division by zero) read "not run (<reason>)" instead of crashing the render."""
+    import math
+
+    from bench import layout
+    from bench.fileio import write_json
+    from bench.plan import Plan
+    from bench.report.render import render
+
+    monkeypatch.chdir(tmp_path)
+    plan = Plan("smoke", papers=["hat"])
+    table = plan.table("tables/smoke/hat_table2.md")
+    table.spec["claims"].append({"id": "zero", "text": "a ratio", "check": "hat.svhn.clean / standard.svhn.robust > 1"})
+    hat_cifar = {k for c in table.cells if (c.row, c.setting) == ("hat", "cifar10") for k in c.evals}
+    for key in table.eval_keys():
+        ev = plan.evals[key]
+        fp = {"dataset": plan.run(ev.run_id).config["dataset"], "source": "synthetic", "exact": False, "n_train": 128,
+              "full_train": 128, "full_test": 64, "sha256": "0" * 64, "note": ""}
+        write_json(layout.eval_path("smoke", ev.run_id, ev.protocol_id),
+                   {"run_id": ev.run_id, "train_dataset": fp, "n": 16, "clean": 80.0, "implementation": "fake",
+                    "robust": math.nan if key == min(hat_cifar) else 0.0, "environment": {}})
+        write_json(layout.run_dir("smoke", ev.run_id) / "run.json", {"throughput": None})
+    stale = tmp_path / "tables/smoke/.hat_table2.md.k1ll3d.tmp"   # a killed render's temporary
+    other = tmp_path / "tables/smoke/.hat_table3.md.l1ve.tmp"     # another target's, maybe live
+    stale.parent.mkdir(parents=True)
+    stale.write_text("x"), other.write_text("x")
+    render(plan, table)
+    assert not stale.exists() and other.exists()
+    md = (tmp_path / "tables/smoke/hat_table2.md").read_text()
+    assert "not run (nan)" in md and "| nan" not in md and "NaN" not in md
+    claims = md.split("## Claims")[1]
+    assert "not run (nan in hat.cifar10.robust)" in claims
+    assert "not run (float division by zero in hat.svhn.clean / standard.svhn.robust)" in claims
+    rows = list(csv.DictReader(open(tmp_path / "tables/smoke/hat_table2.csv")))
+    cell = next(r for r in rows if (r["row"], r["setting"], r["column"]) == ("hat", "cifar10", "robust"))
+    assert cell["mean"] == "" and cell["verdict"] == "not run" and "nan" not in cell["values"]
+    assert "n/a (nan)" in (tmp_path / "tables/smoke/hat_table2.tex").read_text()

@@ -70,6 +70,53 @@ def test_unknown_names_are_caught_before_anything_runs(tmp_path, monkeypatch, mu
         Plan("smoke", papers=["hat"])
 
 
+def test_a_duplicate_key_in_a_spec_is_an_error_naming_file_line_and_key(tmp_path):
+    text = (specs.HERE / "hat.yaml").read_text()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line == "    epochs: 50")   # recipes.cifar
+    lines.insert(at + 1, "    epochs: 60")
+    path = tmp_path / "hat.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpecError, match=f"{path}, line {at + 2}: duplicate key 'epochs' \\(first at line {at + 1}\\)"):
+        specs.load("hat", path)
+
+
+def test_a_duplicate_key_in_a_scale_is_an_error(tmp_path, monkeypatch):
+    from bench import scales
+
+    text = (scales.HERE / "smoke.yaml").read_text().replace("epochs: 2\n", "epochs: 2\nseeds: 1\nepochs: 3\n", 1)
+    (tmp_path / "smoke.yaml").write_text(text)
+    monkeypatch.setattr(scales, "HERE", tmp_path)
+    with pytest.raises(SpecError, match="smoke.yaml, line .*: duplicate key 'epochs'"):
+        scales.load("smoke")
+
+
+def test_two_specs_cannot_claim_the_same_paper(tmp_path, monkeypatch):
+    for name in ("hat.yaml", "schema.yaml"):
+        (tmp_path / name).write_text((specs.HERE / name).read_text())
+    (tmp_path / "hat_v2.yaml").write_text((specs.HERE / "hat.yaml").read_text())   # paper: hat
+    monkeypatch.setattr(specs, "HERE", tmp_path)
+    with pytest.raises(SpecError, match="hat_v2.yaml: paper: 'hat' differs from its file name \\('hat_v2'\\)"):
+        Plan("smoke")
+
+
+def test_hat_trains_its_own_trades_baseline_and_bat_stops_on_the_first_test_batch():
+    plan = Plan("paper")
+    runs_of = lambda paper: [plan.run(r) for r in sorted({r for t in plan.tables.values() if t.paper == paper
+                                                          for c in t.cells for r in c.runs})]
+    hat_trades = [r for r in runs_of("hat") if r.config.get("method", {}).get("name") == "trades"]
+    # 3 seeds × (Table 2's 4 datasets + the β sweep's 5 − β = 5 on CIFAR-10, shared) + Table 4's RST
+    assert len(hat_trades) == 3 * (4 + 5 - 1) + 1
+    assert all(r.config["method"]["repeat_clean_forward"] is False for r in hat_trades)
+    topics = {c["topic"] for c in specs.load("hat")["choices"]}
+    assert any(t.startswith("TRADES baseline") for t in topics)
+    margin = next(c for c in specs.load("hat")["choices"] if c["topic"].startswith("directional margin"))
+    assert "+r̂ only" in margin["code"] and "sides: positive" in margin["chosen"]
+    bat_es = [r for r in runs_of("bat") if r.config.get("selection", {}).get("metric") == "robust"]
+    assert bat_es and all(r.config["selection"]["subset"] == "first" and r.config["selection"]["n_test"] == 128
+                          for r in bat_es)
+
+
 def test_every_claim_holds_on_the_published_numbers():
     for paper in specs.names():
         spec = specs.load(paper)

@@ -85,6 +85,18 @@ def test_bad_input_is_one_clear_error(tmp_path):
     assert out.returncode != 0 and "hat_table9" in out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("option,message", [
+    ("amp=fp16", "'fp16' is not one of ['none', 'bf16']"),
+    ("partal=1", "Additional properties are not allowed ('partal' was unexpected)"),
+    ("threads=two", "'two' is not of type 'integer'"),
+])
+def test_bad_config_is_one_clear_error_before_any_job(tmp_path, option, message):
+    out = snakemake(tmp_path, "--cores", "1", "--config", option, "--", "tables/smoke/hat_table3.md", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "Error validating config file" in text and message in text, text[-3000:]
+    assert not (tmp_path / "tables").exists() and not Path(os.environ["BENCH_RESULTS"]).exists()
+
+
 @pytest.fixture(scope="module")
 def smoke_build(tmp_path_factory):
     work = tmp_path_factory.mktemp("smoke")
@@ -116,3 +128,27 @@ def test_smoke_build_is_up_to_date_and_shares_the_helper(smoke_build):
     assert "Nothing to be done" in out
     runs = list((smoke_build / "results/smoke/runs").iterdir())
     assert len(runs) == 38 and all((r / "run.json").exists() for r in runs)   # 19 cells × 2 seeds
+
+
+def test_a_deleted_checkpoint_is_rewritten_when_a_job_needs_it(smoke_build):
+    """best.pt is an output of the train job and an input of the evaluations that read it:
+    once one of them has to run (here: as after an evaluation failed on a damaged checkpoint,
+    its result and the table are absent), Snakemake reruns the train job first, which rewrites
+    best.pt from state.pt without training. (Before, the evaluation ran and failed on the
+    missing file.)"""
+    import torch
+
+    env = {"BENCH_RESULTS": str(smoke_build / "results"), "BENCH_CACHE": str(smoke_build / "cache")}
+    run = next(p for p in sorted((smoke_build / "results/smoke/runs").iterdir()) if "-pgd_at-" in p.name)
+    before = torch.load(run / "best.pt", weights_only=True)
+    (run / "best.pt").unlink()
+    for result in [*(smoke_build / "results/smoke/evals" / run.name).glob("*.json"),
+                   *(smoke_build / "tables/smoke").glob("hat_table2.*")]:
+        result.unlink()
+    dry = snakemake(smoke_build, "-n", "tables/smoke/hat_table2.md", env=env).stdout
+    assert re.search(r"^train\s+1$", dry, re.M) and run.name in dry, dry[-3000:]
+    snakemake(smoke_build, "--cores", "2", "tables/smoke/hat_table2.md", env=env)
+    after = torch.load(run / "best.pt", weights_only=True)
+    assert after["epoch"] == before["epoch"] and all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
+    assert "resuming after epoch 2/2" in (run / "train.log").read_text()
+    assert "Nothing to be done" in snakemake(smoke_build, "-n", "tables/smoke/hat_table2.md", env=env).stdout

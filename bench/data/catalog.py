@@ -35,9 +35,49 @@ class DatasetInfo:
     sources: tuple[Source, ...] = field(default_factory=tuple)
     generator: str | None = None  # a function in bench.data.generated: the data is defined by a paper
     extends: str | None = None    # extra training data for this dataset (its classes, its image shape)
+    classes: tuple[str, ...] | None = None   # class names in label order (an ImageFolder's class folders)
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+# md5 of the original files (CIFAR/SVHN: as published with torchvision's loaders; MNIST: the
+# uncompressed IDX files of the original release), by source path: the files each format reads.
+KNOWN_MD5 = {
+    "cifar-10-batches-py": {
+        "data_batch_1": "c99cafc152244af753f735de768cd75f",
+        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+        "data_batch_4": "634d18415352ddfa80567beed471001a",
+        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+        "test_batch": "40351d587109b95175f43aff81a1287e",
+    },
+    "cifar-100-python": {
+        "train": "16019d7e3df5f24257cddd939b257f8d",
+        "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    },
+    "svhn": {
+        "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+        "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+    },
+    "MNIST/raw": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+}
+
+DIGITS = tuple(str(i) for i in range(10))
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR100_CLASSES = tuple("""
+    apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
+    camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup
+    dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower
+    leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid
+    otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray
+    road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar
+    sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle
+    wardrobe whale willow_tree wolf woman worm""".split())   # CIFAR-100's fine labels, in label order
 
 
 def _add(info: DatasetInfo) -> None:
@@ -49,7 +89,7 @@ def _imagefolder(path: str, exact: bool | None = None, note: str = "") -> Source
 
 
 _add(DatasetInfo(
-    "mnist", 10, (1, 28, 28), 60000, 10000, augment="none",
+    "mnist", 10, (1, 28, 28), 60000, 10000, augment="none", classes=DIGITS,
     obtain="torchvision.datasets.MNIST(root=<data root>, download=True), or `bench data download mnist`",
     sources=(
         Source("mnist_idx", "MNIST/raw", True,
@@ -58,7 +98,7 @@ _add(DatasetInfo(
     ),
 ))
 _add(DatasetInfo(
-    "cifar10", 10, (3, 32, 32), 50000, 10000, augment="crop_flip",
+    "cifar10", 10, (3, 32, 32), 50000, 10000, augment="crop_flip", classes=CIFAR10_CLASSES,
     obtain="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz extracted into the data root, "
            "or `bench data download cifar10`",
     sources=(
@@ -70,7 +110,7 @@ _add(DatasetInfo(
     ),
 ))
 _add(DatasetInfo(
-    "cifar100", 100, (3, 32, 32), 50000, 10000, augment="crop_flip",
+    "cifar100", 100, (3, 32, 32), 50000, 10000, augment="crop_flip", classes=CIFAR100_CLASSES,
     obtain="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz extracted into the data root, "
            "or `bench data download cifar100`",
     sources=(
@@ -80,7 +120,7 @@ _add(DatasetInfo(
 ))
 _add(DatasetInfo(
     # No augmentation for digits: HAT's paper is silent; flips would change digit identity.
-    "svhn", 10, (3, 32, 32), 73257, 26032, augment="none",
+    "svhn", 10, (3, 32, 32), 73257, 26032, augment="none", classes=DIGITS,
     obtain="http://ufldl.stanford.edu/housenumbers/{train,test}_32x32.mat into <data root>/svhn/, "
            "or `bench data download svhn`",
     sources=(
@@ -118,7 +158,8 @@ _add(DatasetInfo(
         Source("pseudo_pickle", "ti_500K_pseudo_labeled.pickle", None,
                "ti_500K_pseudo_labeled.pickle (a pickle: 'data' 500000×32×32×3 uint8, "
                "'extrapolated_targets' 500000 labels)",
-               note="Carmon et al.'s file; no checksum is published, so unverified"),
+               note="Carmon et al.'s file; no checksum is published, so unverified and read with a "
+                    "restricted unpickler (numpy arrays and plain containers only)"),
     ),
 ))
 

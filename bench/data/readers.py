@@ -1,8 +1,13 @@
 """Readers for the on-disk layouts named in :mod:`bench.data.catalog`.
 
-Each reader takes the source directory (or file) and returns ``(x_train, y_train, x_test,
-y_test, verified)`` with images as uint8 tensors ``N×C×H×W`` and int64 labels.
-``verified`` is True when the files' checksums match the published originals.
+Each reader takes the source directory (or file) and the dataset's catalog entry and
+returns ``(x_train, y_train, x_test, y_test, verified)`` with images as uint8 tensors
+``N×C×H×W`` and int64 labels. ``verified`` is True when the files' checksums match the
+published originals.
+
+No code from data files: a CIFAR pickle is unpickled only after its md5 matched the
+original's; Carmon et al.'s pseudo-labelled pickle (no published checksum) is read with a
+restricted unpickler that admits numpy arrays and plain containers only.
 """
 from __future__ import annotations
 
@@ -13,42 +18,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..fileio import file_digest
+from ..errors import MissingDataError
+from .catalog import KNOWN_MD5, DatasetInfo, Source
+from .locate import check_tinyimagenet, idx_dims, imagefolder_classes, images, md5_mismatches
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "bool | None"]
 
-# md5 of the original files (CIFAR/SVHN: as published with torchvision's loaders;
-# MNIST: the uncompressed IDX files of the original release).
-KNOWN_MD5 = {
-    "cifar-10-batches-py": {
-        "data_batch_1": "c99cafc152244af753f735de768cd75f",
-        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-        "data_batch_4": "634d18415352ddfa80567beed471001a",
-        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-        "test_batch": "40351d587109b95175f43aff81a1287e",
-    },
-    "cifar-100-python": {
-        "train": "16019d7e3df5f24257cddd939b257f8d",
-        "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
-    },
-    "svhn": {
-        "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
-        "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
-    },
-    "MNIST/raw": {
-        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-    },
-}
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".JPEG", ".JPG", ".PNG"}
-
 
 def verify(directory: Path, table: str) -> bool:
-    return all(file_digest(directory / name, "md5") == digest for name, digest in KNOWN_MD5[table].items())
+    return not md5_mismatches(Source("", table, True, ""), directory)
 
 
 def _to_tensors(xtr, ytr, xte, yte):
@@ -56,32 +34,35 @@ def _to_tensors(xtr, ytr, xte, yte):
     return t(xtr), t(ytr).long(), t(xte), t(yte).long()
 
 
-def read_cifar_pickle(d: Path) -> Arrays:
+def read_cifar_pickle(d: Path, info: DatasetInfo | None = None) -> Arrays:
+    table = "cifar-10-batches-py" if (d / "test_batch").exists() else "cifar-100-python"
+    bad = md5_mismatches(Source("cifar_pickle", table, True, ""), d)
+    if bad:   # checked before unpickling: a pickle that is not the original could run code
+        raise MissingDataError(f"{bad[0]}: refusing to unpickle it (a pickle that is not the original could "
+                               f"run code); replace it with the original file"
+                               + (f" ({len(bad) - 1} more file(s) differ)" if len(bad) > 1 else ""))
+
     def load(name: str):
         with open(d / name, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = pickle.load(f, encoding="latin1")   # the original file (md5 checked above)
         labels = entry.get("labels", entry.get("fine_labels"))
         return entry["data"].reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
-    if (d / "test_batch").exists():  # CIFAR-10
+    if table == "cifar-10-batches-py":
         parts = [load(f"data_batch_{i}") for i in range(1, 6)]
         xtr, ytr = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         xte, yte = load("test_batch")
-        table = "cifar-10-batches-py"
     else:  # CIFAR-100 (fine labels)
         (xtr, ytr), (xte, yte) = load("train"), load("test")
-        table = "cifar-100-python"
-    return (*_to_tensors(xtr, ytr, xte, yte), verify(d, table))
+    return (*_to_tensors(xtr, ytr, xte, yte), True)
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    data = path.read_bytes()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    dims = idx_dims(path)   # header checked against the file size
+    return np.frombuffer(path.read_bytes(), dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
 
 
-def read_mnist_idx(d: Path) -> Arrays:
+def read_mnist_idx(d: Path, info: DatasetInfo | None = None) -> Arrays:
     xtr = _read_idx(d / "train-images-idx3-ubyte")[:, None]
     ytr = _read_idx(d / "train-labels-idx1-ubyte").astype(np.int64)
     xte = _read_idx(d / "t10k-images-idx3-ubyte")[:, None]
@@ -89,11 +70,14 @@ def read_mnist_idx(d: Path) -> Arrays:
     return (*_to_tensors(xtr, ytr, xte, yte), verify(d, "MNIST/raw"))
 
 
-def read_svhn_mat(d: Path) -> Arrays:
+def read_svhn_mat(d: Path, info: DatasetInfo | None = None) -> Arrays:
     from scipy.io import loadmat
 
     def load(name: str):
-        m = loadmat(d / name)
+        try:
+            m = loadmat(d / name)
+        except Exception as e:   # scipy raises several kinds for a damaged .mat
+            raise MissingDataError(f"{d / name} cannot be read as a .mat file ({e}): replace it with the original") from None
         y = m["y"].astype(np.int64).reshape(-1)
         y[y == 10] = 0  # SVHN stores digit 0 as label 10
         return np.transpose(m["X"], (3, 2, 0, 1)), y
@@ -106,24 +90,23 @@ def _decode(paths: list[Path]) -> np.ndarray:
     from PIL import Image
 
     def one(p: Path) -> np.ndarray:
-        with Image.open(p) as im:
-            a = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+        try:
+            with Image.open(p) as im:
+                a = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+        except (OSError, ValueError) as e:   # PIL: unidentified or truncated image
+            raise MissingDataError(f"{p} cannot be decoded ({e}): replace or remove it") from None
         return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
     return np.stack([one(p) for p in paths])
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_SUFFIXES)
-
-
-def read_imagefolder(d: Path) -> Arrays:
-    classes = sorted(p.name for p in (d / "train").iterdir() if p.is_dir())
+def read_imagefolder(d: Path, info: DatasetInfo) -> Arrays:
+    classes = imagefolder_classes(d, info)   # exactly the dataset's classes, in label order
 
     def load(split: str):
         paths, labels = [], []
         for label, cls in enumerate(classes):
-            files = _images(d / split / cls)
+            files = images(d / split / cls)
             paths += files
             labels += [label] * len(files)
         return _decode(paths), np.asarray(labels, dtype=np.int64)
@@ -132,12 +115,13 @@ def read_imagefolder(d: Path) -> Arrays:
     return (*_to_tensors(xtr, ytr, xte, yte), None)
 
 
-def read_tinyimagenet(d: Path) -> Arrays:
+def read_tinyimagenet(d: Path, info: DatasetInfo) -> Arrays:
+    check_tinyimagenet(d, info)
     wnids = (d / "wnids.txt").read_text().split()
     index = {w: i for i, w in enumerate(sorted(wnids))}
     paths, labels = [], []
     for w in sorted(wnids):
-        files = _images(d / "train" / w / "images")
+        files = images(d / "train" / w / "images")
         paths += files
         labels += [index[w]] * len(files)
     xtr, ytr = _decode(paths), np.asarray(labels, dtype=np.int64)
@@ -148,18 +132,50 @@ def read_tinyimagenet(d: Path) -> Arrays:
     return (*_to_tensors(xtr, ytr, xte, yte), None)
 
 
-def read_pseudo_pickle(f: Path) -> Arrays:
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, numpy scalars and plain containers (dict, list, tuple, str,
+    numbers: pickle opcodes, no globals) and refuses every other global, so a pickle that
+    is not what it claims cannot run code."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
+               ("_codecs", "encode")}   # protocol 2 stores raw bytes as latin-1 text
+
+    def find_class(self, module: str, name: str):
+        canonical = module.replace("numpy.core.", "numpy._core.", 1)   # pickles written by numpy < 2
+        if (canonical, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays and plain "
+                                         f"containers are allowed)")
+        if canonical != module and not hasattr(np, "_core"):   # numpy < 2 has numpy.core only
+            canonical = module
+        return super().find_class(canonical, name)
+
+
+def read_pseudo_pickle(f: Path, info: DatasetInfo | None = None) -> Arrays:
     """Carmon et al. (2019)'s pseudo-labelled extra data: a pickle with ``data`` (N×32×32×3
-    uint8) and ``extrapolated_targets`` (N labels). Training images only: the test split is empty."""
-    with open(f, "rb") as fh:
-        aux = pickle.load(fh)
-    x = np.asarray(aux["data"], dtype=np.uint8).transpose(0, 3, 1, 2)
-    y = np.asarray(aux["extrapolated_targets"], dtype=np.int64)
+    uint8) and ``extrapolated_targets`` (N labels). Training images only: the test split is empty.
+    No checksum is published, so it is read with :class:`ArraysOnlyUnpickler`."""
+    try:
+        with open(f, "rb") as fh:
+            aux = ArraysOnlyUnpickler(fh).load()
+    except pickle.UnpicklingError as e:
+        raise MissingDataError(f"{f}: {e}; this is not Carmon et al.'s file: replace it with the original") from None
+    except (EOFError, ValueError) as e:
+        raise MissingDataError(f"{f} is truncated or not a pickle ({e or type(e).__name__}): "
+                               f"replace it with the original") from None
+    if not isinstance(aux, dict) or not {"data", "extrapolated_targets"} <= set(aux):
+        raise MissingDataError(f"{f}: expected a dict with 'data' and 'extrapolated_targets', "
+                               f"got {type(aux).__name__}{' with keys ' + str(sorted(aux)) if isinstance(aux, dict) else ''}")
+    x, y = np.asarray(aux["data"]), np.asarray(aux["extrapolated_targets"])
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3 or y.shape != (x.shape[0],):
+        raise MissingDataError(f"{f}: 'data' is {x.dtype} {x.shape} and 'extrapolated_targets' {y.shape}; "
+                               f"expected N×32×32×3 uint8 and N labels")
+    x = x.transpose(0, 3, 1, 2)
     empty = np.zeros((0, *x.shape[1:]), dtype=np.uint8)
-    return (*_to_tensors(x, y, empty, np.zeros(0, dtype=np.int64)), None)
+    return (*_to_tensors(x, y.astype(np.int64), empty, np.zeros(0, dtype=np.int64)), None)
 
 
-READERS: dict[str, Callable[[Path], Arrays]] = {
+READERS: dict[str, Callable[[Path, DatasetInfo], Arrays]] = {
     "cifar_pickle": read_cifar_pickle,
     "mnist_idx": read_mnist_idx,
     "svhn_mat": read_svhn_mat,
@@ -167,3 +183,5 @@ READERS: dict[str, Callable[[Path], Arrays]] = {
     "tinyimagenet": read_tinyimagenet,
     "pseudo_pickle": read_pseudo_pickle,
 }
+
+__all__ = ["KNOWN_MD5", "READERS", "ArraysOnlyUnpickler", "verify"]

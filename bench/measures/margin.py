@@ -10,7 +10,8 @@ median over a random subset of 1024 test images (the protocol's ``n_test``).
 
 Search: the points x ± α·r̂ are NOT clamped to [0, 1]; the margin is a property of the
 decision boundary along a line, not of valid images. |α| grows geometrically from
-``start`` (×2 per step, up to ``cap``) until the prediction changes on either side, then
+``start`` (×2 per step, up to ``cap``) until the prediction changes on either side (or, with
+``sides: positive``, along +r̂ only, as HAT's code searches), then
 bisection shrinks the bracket to ``resolution``; the reported value is the bracket's upper
 end, a |α| at which the prediction is seen to differ, so the first change seen lies within
 ``resolution`` below it. A region of another class narrower than the sampling grid can be
@@ -25,10 +26,12 @@ Arguments (defaults):
       uniform start),
   cap (100.0, ℓ2): search limit; HAT's median margins are ≈ 8–11 (Tables 1 and 6),
   resolution (0.01, ℓ2): absolute bisection resolution (the paper prints one decimal),
-  start (0.01, ℓ2): first |α| tried.
+  start (0.01, ℓ2): first |α| tried,
+  sides ("both"): "both" searches ±r̂ (Eq. 1); "positive" searches +r̂ only. HAT's code
+      searches +r̂ only up to 35 with precision 0.1: sides positive, cap 35, resolution 0.1.
 Input range: [0, 1] for the attack (its iterates are clamped); the margin search is not.
 Result: n, median, mean, capped, margins (per example), clean (accuracy of the evaluated
-model on these examples, %), cap, resolution, start, attack.
+model on these examples, %), cap, resolution, start, sides, attack.
 """
 from __future__ import annotations
 
@@ -63,9 +66,10 @@ def search_schedule(cap: float, resolution: float, start: float) -> tuple[list[f
 @torch.no_grad()
 def directional_margin(model: nn.Module, x: torch.Tensor, directions: torch.Tensor, *,
                        cap: float = 100.0, resolution: float = 0.01, start: float = 0.01,
-                       return_capped: bool = False):
+                       sides: str = "both", return_capped: bool = False):
     """Per example, the smallest |α| (ℓ2 units) with argmax f(x + α·r̂) ≠ argmax f(x), searched
-    along both r̂ and −r̂, r̂ = direction/‖direction‖₂ (HAT Eq. 1). x + α·r̂ is not clamped to
+    along both r̂ and −r̂ (``sides="both"``, HAT Eq. 1) or along +r̂ only (``"positive"``, α > 0,
+    HAT's code), r̂ = direction/‖direction‖₂. x + α·r̂ is not clamped to
     [0, 1]: the margin is a property of the decision boundary along the line.
 
     Geometric bracketing from ``start`` (×2 up to ``cap``), then bisection to ``resolution``;
@@ -74,6 +78,8 @@ def directional_margin(model: nn.Module, x: torch.Tensor, directions: torch.Tens
     zero directions) get ``cap``; with ``return_capped`` a bool mask of them is returned too.
     Runs on the whole batch with the model in eval mode (restored afterwards).
     """
+    if sides not in ("both", "positive"):
+        raise ValueError(f"sides must be 'both' or 'positive', got {sides!r}")
     grid, n_bisect = search_schedule(cap, resolution, start)
     x = x.detach()
     shape = (-1,) + (1,) * (x.dim() - 1)
@@ -85,6 +91,8 @@ def directional_margin(model: nn.Module, x: torch.Tensor, directions: torch.Tens
 
         def changed(alpha: torch.Tensor) -> torch.Tensor:
             step = alpha.view(shape) * r_hat
+            if sides == "positive":
+                return model(x + step).argmax(1) != label
             pred = model(torch.cat([x + step, x - step])).argmax(1)
             return (pred[:b] != label) | (pred[b:] != label)
 
@@ -122,7 +130,7 @@ class Margin(Measure):
     ``directions`` (the standard model), HAT Tables 1 and 6."""
 
     name = "margin"
-    defaults = {"attack": DEFAULT_ATTACK, "cap": 100.0, "resolution": 0.01, "start": 0.01}
+    defaults = {"attack": DEFAULT_ATTACK, "cap": 100.0, "resolution": 0.01, "start": 0.01, "sides": "both"}
     helpers_required = ("directions",)
 
     def evaluate(self, loader, seed: int = 0, progress=None) -> dict[str, Any]:
@@ -135,7 +143,7 @@ class Margin(Measure):
         for x, y in loader.batches():
             r = adversarial_directions(self.helpers["directions"], x, y, self.attack, g)
             m, c = directional_margin(self.model, x, r, cap=cap, resolution=resolution, start=start,
-                                      return_capped=True)
+                                      sides=self.sides, return_capped=True)
             with model_mode(self.model, False), torch.no_grad():
                 correct += (self.model(x).argmax(1) == y).sum()
             margins.append(m)
@@ -146,4 +154,4 @@ class Margin(Measure):
         return {"n": loader.n, "median": torch.quantile(m, 0.5).item(), "mean": m.mean().item(),
                 "capped": int(torch.cat(capped).sum().item()), "margins": m.tolist(),
                 "clean": 100.0 * correct.item() / loader.n, "cap": cap, "resolution": resolution,
-                "start": start, "attack": dict(self.attack)}
+                "start": start, "sides": self.sides, "attack": dict(self.attack)}

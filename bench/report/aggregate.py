@@ -12,7 +12,7 @@ from ..errors import BenchError
 from ..fileio import read_json
 from ..plan import Cell, Plan, Table, published_cells
 from . import claims as claims_mod
-from .verdicts import ABSENT, CITED, NOT_RUN, cell_verdict, param_verdict
+from .verdicts import ABSENT, CITED, cell_verdict, param_verdict
 
 
 @dataclass
@@ -24,6 +24,7 @@ class CellResult:
     verdict: str
     note: str = ""
     exact: bool = True        # computed on exact (not substitute) data
+    reason: str = ""          # why there is no mean although results exist, e.g. "NaN"
 
     @property
     def n(self) -> int:
@@ -44,6 +45,8 @@ class ClaimResult:
     regenerated: bool | None
     published: bool | None
     budget: str = ""          # scale and training budget the regenerated verdict was checked at
+    reason: str = "not run"   # why ``regenerated`` is None: a cell not run, NaN, division by zero …
+    published_reason: str = "not printed"   # why ``published`` is None
 
 
 @dataclass
@@ -237,19 +240,18 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
                                         f"cited: {cell.quoted}"))
             continue
         got = [results[k] for k in cell.evals if k in results]
-        found = [lookup(r, cell.metric) for r in got]
-        values = [v for v in found if isinstance(v, (int, float)) and math.isfinite(v)]   # None: not measurable
-        nonfinite = sum(isinstance(v, float) and not math.isfinite(v) for v in found)
+        values = [v for v in (lookup(r, cell.metric) for r in got) if v is not None]   # None: not measurable
+        bad = sorted({str(v) for v in values if not math.isfinite(v)})   # a NaN/inf result is never a number
+        values = [] if bad else values
         mean, std = _stat(values, stat)
         exact = all(r["train_dataset"].get("exact") is not False for r in got)
         verdict = cell_verdict(planned=bool(cell.evals), mean=mean, std=std, published=cell.published,
                                std_pub=cell.std, paper_scale=paper_scale, exact_data=exact)
         absent = sorted(cell.datasets & set(missing))
         note = f"{', '.join(absent)} absent" if absent and cell.evals else ""
-        if nonfinite:
-            verdict, note = NOT_RUN, f"{nonfinite} seed(s) gave a non-finite value"
-            mean = std = None
-        out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact))
+        if bad:
+            note = f"a result is {'/'.join(bad)}"
+        out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact, reason="/".join(bad)))
         for r in got:
             fp = out.datasets.setdefault(r["train_dataset"]["dataset"], {**r["train_dataset"], "tested": []})
             if r.get("n") is not None and r["n"] not in fp["tested"]:   # test images the evaluations used (per protocol)
@@ -281,16 +283,17 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
     if "match" in table.spec:
         _match(table, out)
 
-    # claims read quoted cells as the numbers the paper quotes
-    regen = {(c.cell.row, c.cell.setting, c.cell.column): c.cell.published if c.cell.quoted else c.mean
-             for c in out.cells}
+    # claims read quoted cells as the numbers the paper quotes; a NaN/inf cell as NaN (not run, with the reason)
+    regen = {(c.cell.row, c.cell.setting, c.cell.column):
+             c.cell.published if c.cell.quoted else math.nan if c.reason else c.mean for c in out.cells}
     pub = {(c.cell.row, c.cell.setting, c.cell.column): c.cell.published for c in out.cells}
     for claim in table.spec.get("claims", []):
         _, refs = claims_mod.parse(claim["check"])
         budget = "; ".join(f"{table.spec['settings'][sid]['label']}: {out.budgets[sid]}"
                            for sid in dict.fromkeys(s for _, s, _ in refs) if sid in out.budgets)
+        regenerated, reason = claims_mod.check(claim["check"], regen)
+        published, published_reason = claims_mod.check(claim["check"], pub)
         out.claims.append(ClaimResult(claim["id"], claim["text"], " ".join(claim["check"].split()),
-                                      claims_mod.evaluate(claim["check"], regen),
-                                      claims_mod.evaluate(claim["check"], pub),
-                                      f"{plan.scale_name} scale; {budget}"))
+                                      regenerated, published, f"{plan.scale_name} scale; {budget}", reason,
+                                      "not printed" if published_reason == claims_mod.NOT_RUN else published_reason))
     return out

@@ -8,6 +8,7 @@ else is rejected when the spec is validated, before any job runs.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from typing import Callable, Mapping
 
@@ -66,24 +67,37 @@ def parse(expr: str) -> tuple[ast.Expression, list[Ref]]:
 
 
 class Missing(Exception):
-    """A referenced cell has no value."""
+    """A referenced cell has no usable value, or the arithmetic is undefined: the reason."""
 
 
-def evaluate(expr: str, values: Mapping[Ref, float | None]) -> bool | None:
-    """True/False, or None when a referenced cell has no value (not run)."""
+NOT_RUN = "not run"
+
+
+def check(expr: str, values: Mapping[Ref, float | None]) -> tuple[bool | None, str]:
+    """The verdict (True/False), or None with the reason: "not run" when a referenced cell
+    has no value, "not run (…)" when a cell is NaN/inf or the arithmetic is undefined
+    (division by zero, overflow). Never raises on the numbers."""
     tree, _ = parse(expr)
+
+    def finite(v, what: str):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Missing(f"{NOT_RUN} ({v} in {what})")
+        return v
 
     def ev(node: ast.AST):
         ref = _ref(node)
         if ref is not None:
             v = values.get(ref)
             if v is None:
-                raise Missing(ref)
-            return v
+                raise Missing(NOT_RUN)
+            return finite(v, ".".join(ref))
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.BinOp):
-            return _BIN[type(node.op)](ev(node.left), ev(node.right))
+            try:
+                return finite(_BIN[type(node.op)](ev(node.left), ev(node.right)), ast.unparse(node))
+            except (ZeroDivisionError, OverflowError) as e:
+                raise Missing(f"{NOT_RUN} ({e} in {ast.unparse(node)})") from None
         if isinstance(node, ast.UnaryOp):
             return -ev(node.operand) if isinstance(node.op, ast.USub) else not ev(node.operand)
         if isinstance(node, ast.Compare):
@@ -102,6 +116,12 @@ def evaluate(expr: str, values: Mapping[Ref, float | None]) -> bool | None:
         raise AssertionError(node)
 
     try:
-        return bool(ev(tree.body))
-    except Missing:
-        return None
+        return bool(ev(tree.body)), ""
+    except Missing as e:
+        return None, str(e)
+
+
+def evaluate(expr: str, values: Mapping[Ref, float | None]) -> bool | None:
+    """True/False, or None when a referenced cell has no value (not run) or the check is
+    undefined on these numbers (:func:`check` gives the reason)."""
+    return check(expr, values)[0]

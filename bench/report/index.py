@@ -70,8 +70,8 @@ def build(plan: Plan, missing: dict[str, list[str]] | None = None) -> Path:
         "",
         f"- **Scale:** `{plan.scale_name}` — {plan.scale['description']}",
         f"- **Generated:** {provenance.now()} from git commit `{provenance.git_commit()}`",
-        f"- **Cells:** " + (", ".join(f"{totals[v]} {SHORT[v]}" for v in ORDER if totals[v]) or "none rendered"),
-        f"- **Claims (regenerated):** " + (", ".join(f"{n} {k}" for k, n in sorted(claim_totals.items())) or "none"),
+        "- **Cells:** " + (", ".join(f"{totals[v]} {SHORT[v]}" for v in ORDER if totals[v]) or "none rendered"),
+        "- **Claims (regenerated):** " + (", ".join(f"{n} {k}" for k, n in sorted(claim_totals.items())) or "none"),
         f"- **Verdicts:** {V.RULE}",
     ]
     if smoke:

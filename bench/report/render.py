@@ -3,21 +3,26 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import math
 from pathlib import Path
 
 import jinja2
 
 from .. import provenance
-from ..fileio import write_text
+from ..fileio import locked, write_text
 from ..plan import Plan, Table
 from .aggregate import CellResult, TableResult, collect
-from .verdicts import RULE
+from .. import layout
+from .verdicts import DIFFERS, REPRODUCED, RULE
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _num(v: float | None, digits: int = 2) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
+    if v is None:
+        return "–"
+    return f"{v:.{digits}f}" if math.isfinite(v) else f"not run ({v})"   # NaN/inf is never a number
 
 
 def fmt_pub(c: CellResult) -> str:
@@ -32,7 +37,7 @@ def fmt_regen(c: CellResult, with_n: bool = False) -> str:
     if c.cell.quoted:
         return "–" if c.cell.published is None else f"{_num(c.cell.published)}†"
     if c.mean is None:
-        return "not run" if c.cell.evals else "–"
+        return ("not run" + (f" ({c.reason})" if c.reason else "")) if c.cell.evals else "–"
     text = _num(c.mean) + (f" ± {_num(c.std)}" if c.std is not None else "")
     return text + (f" (n={c.n})" if with_n else "")
 
@@ -50,19 +55,48 @@ def exactness(fp: dict) -> str:
     return {True: "exact original", False: "SUBSTITUTE", None: "unverified"}[fp.get("exact")]
 
 
+TEX_TEXT = [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"),
+            ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("~", r"\~{}"),
+            ("ℓ∞", r"$\ell_\infty$"), ("–", "--"), ("—", "---"), ("…", r"\ldots{}"), ("§", r"\S{}"),
+            ("†", r"$^\dagger$"), ("°", r"$^\circ$"), ("’", "'"), ("“", "``"), ("”", "''")]
+TEX_MATH = {"ε": r"\varepsilon", "β": r"\beta", "γ": r"\gamma", "α": r"\alpha", "δ": r"\delta", "θ": r"\theta",
+            "τ": r"\tau", "κ": r"\kappa", "λ": r"\lambda", "μ": r"\mu", "σ": r"\sigma", "ρ": r"\rho", "π": r"\pi",
+            "ω": r"\omega", "ξ": r"\xi", "Σ": r"\Sigma", "Δ": r"\Delta", "ℓ": r"\ell", "∞": r"\infty",
+            "∇": r"\nabla", "‖": r"\|", "−": "-", "·": r"\cdot", "∈": r"\in", "→": r"\to", "≥": r"\geq",
+            "≤": r"\leq", "≠": r"\neq", "≈": r"\approx", "±": r"\pm", "×": r"\times", "÷": r"\div",
+            "√": r"\surd", "₂": r"_2", "²": r"^2", "⌈": r"\lceil", "⌉": r"\rceil"}
+
+
 def tex(s: str) -> str:
-    for a, b in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("ℓ∞", r"$\ell_\infty$"), ("ε", r"$\varepsilon$"), ("–", "--"), ("≠", r"$\neq$")]:
+    """Plain text as LaTeX that compiles with pdflatex: specials escaped, the Greek letters and
+    symbols of the specs as math, anything else outside ASCII dropped to '?'."""
+    for a, b in TEX_TEXT:
         s = s.replace(a, b)
-    return s
+    out = "".join(f"${TEX_MATH[ch]}$" if ch in TEX_MATH else ch for ch in s)
+    out = re.sub(r"(?<!\\)\$\$", "", out)                 # adjacent math joined: $\|$$\nabla$ → $\|\nabla$
+    return "".join(ch if ord(ch) < 128 else "?" for ch in out)
+
+
+TEX_MARKS = {REPRODUCED: r"\,\checkmark", DIFFERS: r"\,$\times$"}
 
 
 def fmt_tex(c: CellResult) -> str:
+    """Regenerated ± std, the published value (± as printed) in parentheses, and the
+    verdict's mark where there is one (paper scale, exact data)."""
+    pub = "" if c.cell.published is None else " (" + _num(c.cell.published) + (
+        rf"{{\scriptsize$\pm${_num(c.cell.std)}}}" if c.cell.std is not None else "") + ")"
     if c.cell.quoted:
         return "--" if c.cell.published is None else rf"{_num(c.cell.published)}$^\dagger$"
-    regen = "--" if c.mean is None else _num(c.mean) + (
+    regen = (f"n/a ({c.reason})" if c.reason else "--") if c.mean is None else _num(c.mean) + (
         rf"{{\scriptsize$\pm${_num(c.std)}}}" if c.std is not None else "")
-    return regen + (f" ({_num(c.cell.published)})" if c.cell.published is not None else "")
+    return regen + pub + TEX_MARKS.get(c.verdict, "")
+
+
+def aggregation_text(t: Table) -> str:
+    """How the cells were aggregated, as the caption states it."""
+    used, paper = t.aggregation["seeds"], {**t.paper_spec["aggregation"], **t.spec.get("aggregation", {})}["seeds"]
+    text = f"{t.aggregation['stat']} ± sample standard deviation over {len(used)} seed{'s' if len(used) > 1 else ''} ({', '.join(map(str, used))})"
+    return text + (f" of the paper's {len(paper)}" if len(used) < len(paper) else "")
 
 
 def _context(res: TableResult, plan: Plan) -> dict:
@@ -79,7 +113,12 @@ def _context(res: TableResult, plan: Plan) -> dict:
         choices=t.paper_spec.get("choices", []), throughput=res.throughput,
         device=sorted({e.get("cuda_device", "CPU") for e in res.environments}), cell=lambda r, s, c: lookup[(r, s, c)],
         fmt_pub=fmt_pub, fmt_regen=fmt_regen, fmt_delta=fmt_delta, fmt_claim=fmt_claim,
-        exactness=exactness, tex=tex, fmt_tex=fmt_tex,
+        exactness=exactness, tex=tex, fmt_tex=fmt_tex, aggregation_text=aggregation_text(t),
+        tex_label=f"tab:{t.paper}-{t.table}" + ("" if res.scale == layout.PAPER_SCALE else f"-{res.scale}"),
+        tex_wide=len(t.spec["settings"]) * len(t.spec["columns"]) > 6,
+        tex_marks=(r"\checkmark{} reproduced ($|\Delta| \leq \max(1, 2\sqrt{s_\mathrm{pub}^2 + s^2})$ points), "
+                   r"$\times$ differs; on substitute data no mark." if res.scale == layout.PAPER_SCALE else
+                   "No verdict marks: below the paper scale cells are not compared with the paper."),
         quoted={res.rows[c.cell.row]["label"]: c.cell.quoted for c in res.cells if c.cell.quoted and c.cell.row in res.rows})
 
 
@@ -99,6 +138,12 @@ def to_csv(res: TableResult) -> str:
 def render(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> list[Path]:
     """Write the target's files: a table's .md/.tex/.csv, or a figure's .png/.pdf, the
     .csv of the data it plots, and an .md comparison with the published numbers."""
+    stem = Path(table.stem)
+    with locked(stem.parent, stem.name):   # one writer per target; the stale temporaries of a killed one removed
+        return _render(plan, table, missing)
+
+
+def _render(plan: Plan, table: Table, missing: dict[str, str] | None) -> list[Path]:
     res = collect(plan, table, missing)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)

@@ -11,7 +11,27 @@ import yaml
 from ..errors import SpecError, UnknownNameError
 
 HERE = Path(__file__).parent
-SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when present: same result, faster
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # libyaml when present: same result, faster
+    """yaml's safe loader, refusing a key written twice in one mapping (yaml keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":   # `<<: *anchor`: explicit keys override it
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise DuplicateKeyError(f"line {line}: duplicate key {key!r} (first at line {seen[key]})")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 @lru_cache(maxsize=None)
@@ -35,6 +55,8 @@ def validate(document: Any, kind: str, where: str) -> None:
 def read_yaml(path: Path) -> Any:
     try:
         return yaml.load(path.read_text(), Loader=SafeLoader)
+    except DuplicateKeyError as e:
+        raise SpecError(f"{path}, {e}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
 
@@ -51,4 +73,7 @@ def load(paper: str, path: Path | None = None) -> dict[str, Any]:
         path = HERE / f"{paper}.yaml"
     spec = read_yaml(path)
     validate(spec, "spec", str(path))
+    if spec["paper"] != paper:   # so two files can never claim the same paper
+        raise SpecError(f"{path}: paper: {spec['paper']!r} differs from its file name ({paper!r}): "
+                        f"each paper has one spec file, named after its id")
     return spec
