@@ -32,9 +32,26 @@ THREADS = config["threads"]
 FLAGS = "".join([f" --amp {OVERRIDES['amp']}" if "amp" in OVERRIDES else "",
                  " --channels-last" if OVERRIDES.get("channels_last") else ""])
 RESULTS = str(layout.results_root())
-BENCH = f'"{sys.executable}" -m bench'   # the interpreter that runs Snakemake, so PYTHONPATH applies
-PLANS = {scale: Plan(scale, overrides=OVERRIDES) for scale in scales.names()}   # validates every spec
-REDUCED = [s for s in PLANS if s != layout.PAPER_SCALE]
+# Jobs run `python -m bench`: by default with the interpreter that runs Snakemake (so an
+# editable install and PYTHONPATH apply); with --software-deployment-method conda, with the
+# python of the rule's conda environment (envs/bench.yaml), the workflow's own source on its path.
+CONDA = "conda" in {m.name.lower() for m in workflow.deployment_settings.deployment_method}
+BENCH = (f'PYTHONPATH="{workflow.basedir}" python -m bench' if CONDA else f'"{sys.executable}" -m bench')
+ENV = "envs/bench.yaml"
+
+
+class Plans(dict):
+    """The plan of each scale, built (and every spec validated against it) the first time a
+    target of that scale is asked for, so `snakemake tables/smoke/x.md` plans one scale only."""
+
+    def __missing__(self, scale):
+        plan = self[scale] = Plan(scale, overrides=OVERRIDES)
+        return plan
+
+
+PLANS = Plans()
+SCALES = scales.names()
+REDUCED = [s for s in SCALES if s != layout.PAPER_SCALE]
 
 
 def scale_of(prefix):
@@ -42,21 +59,26 @@ def scale_of(prefix):
 
 
 wildcard_constraints:
-    scale="|".join(PLANS),
+    scale="|".join(SCALES),
     prefix="(" + "|".join(f"{s}/" for s in REDUCED) + ")?",
     name=r"[a-z0-9]+_[A-Za-z0-9]+",
     run=r"[A-Za-z0-9_.\-]+",
     protocol=r"[A-Za-z0-9_\-]+",
 
 
+def every_target(scale):
+    """Every target of a scale and its verdict index (input functions: planned when asked for)."""
+    return lambda wc: [*PLANS[scale].targets(), f"tables/{layout.scale_prefix(scale)}index.md"]
+
+
 rule all:
-    input: PLANS[layout.PAPER_SCALE].targets()
+    input: every_target(layout.PAPER_SCALE)
 
 
 for _scale in REDUCED:
     rule:
         name: _scale
-        input: PLANS[_scale].targets()
+        input: every_target(_scale)
 
 
 def target_inputs(wc, kind):
@@ -82,28 +104,64 @@ def target_inputs(wc, kind):
 rule render_table:
     input: lambda wc: target_inputs(wc, "table")
     output:
-        md="tables/{prefix}{name}.md",
+        md=report("tables/{prefix}{name}.md", caption="bench/report/captions/table.rst", category="Tables",
+                  labels={"target": "{prefix}{name}"}),
         tex="tables/{prefix}{name}.tex",
         csv="tables/{prefix}{name}.csv",
+    log: f"{RESULTS}/logs/tables/{{prefix}}{{name}}.log"
     params:
+        bench=BENCH,
+        flags=FLAGS,
         scale=lambda wc: scale_of(wc.prefix),
         partial=" --partial" if PARTIAL else "",
+    conda: ENV
     shell:
-        "{BENCH} render --scale {params.scale}{params.partial}{FLAGS} tables/{wildcards.prefix}{wildcards.name}"
+        "{params.bench} render --scale {params.scale}{params.partial}{params.flags} "
+        "tables/{wildcards.prefix}{wildcards.name} > {log} 2>&1"
 
 
 rule render_figure:
     input: lambda wc: target_inputs(wc, "figure")
     output:
-        png="figures/{prefix}{name}.png",
+        png=report("figures/{prefix}{name}.png", caption="bench/report/captions/figure.rst", category="Figures",
+                   labels={"target": "{prefix}{name}"}),
         pdf="figures/{prefix}{name}.pdf",
         csv="figures/{prefix}{name}.csv",
+        cmp="figures/{prefix}{name}.cmp.csv",
         md="figures/{prefix}{name}.md",
+    log: f"{RESULTS}/logs/figures/{{prefix}}{{name}}.log"
     params:
+        bench=BENCH,
+        flags=FLAGS,
         scale=lambda wc: scale_of(wc.prefix),
         partial=" --partial" if PARTIAL else "",
+    conda: ENV
     shell:
-        "{BENCH} render --scale {params.scale}{params.partial}{FLAGS} figures/{wildcards.prefix}{wildcards.name}"
+        "{params.bench} render --scale {params.scale}{params.partial}{params.flags} "
+        "figures/{wildcards.prefix}{wildcards.name} > {log} 2>&1"
+
+
+def index_inputs(wc):
+    """The targets of a scale that can be built with the data at hand (all with partial=1)."""
+    plan = PLANS[scale_of(wc.prefix)]
+    real = plan.scale["data"]["source"] == "real"
+    tables = [t for t in plan.tables.values()
+              if PARTIAL or not real or all(available(d) for d in t.datasets)]
+    return [t.target for t in tables]
+
+
+rule index:
+    input: index_inputs
+    output: report("tables/{prefix}index.md", caption="bench/report/captions/index.rst", category="Index")
+    log: f"{RESULTS}/logs/tables/{{prefix}}index.log"
+    params:
+        bench=BENCH,
+        flags=FLAGS,
+        scale=lambda wc: scale_of(wc.prefix),
+        partial=" --partial" if PARTIAL else "",
+    conda: ENV
+    shell:
+        "{params.bench} index --scale {params.scale}{params.partial}{params.flags} > {log} 2>&1"
 
 
 def _resources(kind, key, default=0):
@@ -118,7 +176,7 @@ def checkpoint_file(scale, run, which):
 def eval_inputs(wc):
     ev = PLANS[wc.scale].evaluation(wc.run, wc.protocol)
     files = [f"{RESULTS}/{wc.scale}/runs/{r}/run.json" for r in [wc.run, *ev.requires.values()]]
-    if "probe" not in ev.protocol:   # the checkpoints it reads: a deleted one reruns its train job
+    if "probe" not in ev.protocol and "history" not in ev.protocol:   # the checkpoints it reads: a deleted one reruns its train job
         files += checkpoint_file(wc.scale, wc.run, ev.protocol.get("checkpoint", "best"))
         for h in ev.protocol.get("helpers", {}).values():
             files += checkpoint_file(wc.scale, h["run"], h["checkpoint"])
@@ -134,8 +192,12 @@ rule evaluate:
         gpu=_resources("evaluate", "gpu"),
         mem_mb=_resources("evaluate", "mem_mb", 4000),
         runtime=_resources("evaluate", "runtime", 60),
+    params:
+        bench=BENCH,
+        flags=FLAGS,
+    conda: ENV
     shell:
-        "{BENCH} evaluate --scale {wildcards.scale}{FLAGS} --threads {threads} "
+        "{params.bench} evaluate --scale {wildcards.scale}{params.flags} --threads {threads} "
         "{wildcards.run} {wildcards.protocol} 2>> {log}"
 
 
@@ -159,5 +221,9 @@ rule train:
         gpu=_resources("train", "gpu"),
         mem_mb=_resources("train", "mem_mb", 4000),
         runtime=_resources("train", "runtime", 60),
+    params:
+        bench=BENCH,
+        flags=FLAGS,
+    conda: ENV
     shell:
-        "{BENCH} train --scale {wildcards.scale}{FLAGS} --threads {threads} {wildcards.run} 2>> {log}"
+        "{params.bench} train --scale {wildcards.scale}{params.flags} --threads {threads} {wildcards.run} 2>> {log}"

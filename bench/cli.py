@@ -12,9 +12,22 @@ import sys
 from .errors import BenchError
 
 
+def scale_of_target(target: str) -> str:
+    """The scale a target path names: ``tables/mini/x.md`` → mini, ``tables/x.md`` → paper."""
+    from . import layout, scales
+
+    parts = target.replace("\\", "/").split("/")
+    return parts[1] if len(parts) > 2 and parts[1] in scales.names() else layout.PAPER_SCALE
+
+
 def _plan(args):
     from .plan import Plan
 
+    if getattr(args, "scale", None) is None:   # inferred from the target path
+        target = getattr(args, "target", None)
+        if not target:
+            raise BenchError(f"bench {args.command}: give --scale (smoke | mini | paper) or a target path")
+        args.scale = scale_of_target(target)
     overrides = {k: v for k, v in (("amp", getattr(args, "amp", None)),
                                    ("channels_last", getattr(args, "channels_last", None))) if v}
     return Plan(args.scale, overrides=overrides)
@@ -111,10 +124,40 @@ def cmd_render(args) -> None:
         print(path)
 
 
+def _missing(plan, table) -> list[str]:
+    """The data a target needs that the data root lacks (none at a synthetic scale)."""
+    from .data.locate import available
+
+    if plan.scale["data"]["source"] != "real":
+        return []
+    return [d for d in table.datasets if not available(d)]
+
+
+def cmd_index(args) -> None:
+    from .report.index import build
+
+    plan = _plan(args)
+    missing = {t.stem: m for t in plan.tables.values() if (m := _missing(plan, t))}
+    if args.partial:   # rendered with partial=1: the present cells count, the absent ones are listed
+        missing = {}
+    print(build(plan, missing))
+
+
+def cmd_explain(args) -> None:
+    from .report.explain import explain
+
+    print(explain(_plan(args), args.target, args.cell, verbose=args.verbose), end="")
+
+
 def cmd_pin(args) -> None:
+    from .report.aggregate import collect
     from .report.regress import pin
 
-    print(pin(_plan(args).table(args.target).stem))
+    plan = _plan(args)
+    table = plan.table(args.target)
+    res = collect(plan, table, {d: "absent" for d in _missing(plan, table)})
+    print(pin(table.stem, {name: {k: fp.get(k) for k in ("source", "exact", "sha256", "n_train", "tested")}
+                           for name, fp in res.datasets.items()}))
 
 
 def cmd_regress(args) -> None:
@@ -178,46 +221,73 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_scale(sp, required=True):
-        sp.add_argument("--scale", required=required, help="smoke | mini | paper")
+        sp.add_argument("--scale", required=required, help="smoke | mini | paper (commands that take a target "
+                                                          "infer it from the path: tables/mini/… is mini)")
         sp.add_argument("--amp", choices=["none", "bf16"], help="bf16 autocast (changes run ids)")
         sp.add_argument("--channels-last", action="store_true", help="channels_last memory format")
         return sp
 
-    sp = sub.add_parser("targets", help="every target path the workflow can build, one per line")
+    def command(name: str, fn, summary: str, description: str, scale: str | None = None):
+        """A subcommand with a one-line ``help`` (in ``bench -h``) and a ``description`` (in
+        ``bench <name> -h``); ``scale``: "required", "target" (inferred from the target path) or None."""
+        sp = sub.add_parser(name, help=summary, description=f"{summary}. {description}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if scale:
+            with_scale(sp, required=scale == "required")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = command("targets", cmd_targets, "every target path the workflow can build, one per line",
+                 "Lists the tables and figures of every paper at every scale (or --scale's).")
     sp.add_argument("--scale")
-    sp.set_defaults(fn=cmd_targets)
-    sp = sub.add_parser("published", help="every transcribed published number")
+    sp = command("published", cmd_published, "every transcribed published number",
+                 "The numbers printed in the papers, as the specs hold them, with their ± where printed.")
     sp.add_argument("--csv", action="store_true", help="CSV: paper,table,setting,row,column,value,std")
-    sp.set_defaults(fn=cmd_published)
-    sub.add_parser("validate", help="validate every spec and scale").set_defaults(fn=cmd_validate)
-    sp = with_scale(sub.add_parser("plan", help="runs and evaluations behind the targets"))
+    command("validate", cmd_validate, "validate every spec and scale",
+            "Checks every spec against its schema and every component parameter, at every scale, and "
+            "prints the size of each plan.")
+    sp = command("plan", cmd_plan, "the runs and evaluations behind the targets",
+                 "With a target, only its own; -v lists them, -vv with their resolved configs.", scale="target")
     sp.add_argument("target", nargs="?")
     sp.add_argument("-v", "--verbose", action="count", default=0)
-    sp.set_defaults(fn=cmd_plan)
-    for name, fn, extra in (("train", cmd_train, []), ("evaluate", cmd_evaluate, ["protocol_id"])):
-        sp = with_scale(sub.add_parser(name, help=f"{name} one planned run (the Snakefile calls this)"))
+    for name, fn, extra, what in (("train", cmd_train, [], "Trains (or resumes) a planned run: results/<scale>/runs/<id>/."),
+                                  ("evaluate", cmd_evaluate, ["protocol_id"],
+                                   "Evaluates a finished run under a protocol: results/<scale>/evals/<id>/<protocol>.json.")):
+        sp = command(name, fn, f"{name} one planned run (the Snakefile calls this)", what, scale="required")
         sp.add_argument("run_id")
         for e in extra:
             sp.add_argument(e)
         sp.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", 0)) or None)
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
-        sp.set_defaults(fn=fn)
-    sp = with_scale(sub.add_parser("render", help="render a table target (md, tex, csv)"))
+    sp = command("render", cmd_render, "render a target (md, tex, csv; figures also png, pdf)",
+                 "Reads the target's evaluations, checks each against its run and data, and writes the reports.",
+                 scale="target")
     sp.add_argument("target")
     sp.add_argument("--partial", action="store_true", help="render absent datasets' cells as not run")
-    sp.set_defaults(fn=cmd_render)
-    sp = with_scale(sub.add_parser("pin", help="pin a rendered table as the reference for `regress`"))
+    sp = command("index", cmd_index, "the verdict index of a scale (tables/[<scale>/]index.md)",
+                 "Every table and figure of every paper with its verdict counts, and every claim with its "
+                 "verdict and the budget it was checked at, linking to the reports.", scale="required")
+    sp.add_argument("--partial", action="store_true", help="targets were rendered with partial=1")
+    sp = command("explain", cmd_explain, "everything behind one cell of a target",
+                 "The runs (resolved configs, checkpoints, data fingerprints, runtime, logs) and evaluations "
+                 "(protocols, results, implementations) behind a cell, e.g.\n"
+                 "  bench explain tables/smoke/hat_table2.md hat.cifar10.clean", scale="target")
     sp.add_argument("target")
-    sp.set_defaults(fn=cmd_pin)
-    sp = with_scale(sub.add_parser("regress", help="compare a rendered table with its pinned reference"))
+    sp.add_argument("cell", help="row.setting.column, as in the claims")
+    sp.add_argument("-v", "--verbose", action="store_true", help="with the full resolved configs")
+    sp = command("pin", cmd_pin, "pin a rendered table as the reference for `regress`",
+                 "Copies the target's per-cell numbers to tests/reference/<scale>/.", scale="target")
     sp.add_argument("target")
-    sp.set_defaults(fn=cmd_regress)
-    sp = sub.add_parser("data", help="check, fingerprint or download datasets (and RobustBench checkpoints: "
-                                     "robustbench:<dataset>/<threat model>/<id>)")
+    sp = command("regress", cmd_regress, "compare a rendered table with its pinned reference",
+                 "Exits non-zero, naming every drifted cell, when a cell moved beyond its tolerance.", scale="target")
+    sp.add_argument("target")
+    sp = command("data", cmd_data, "check, fingerprint or download datasets and checkpoints",
+                 "Datasets by name, RobustBench checkpoints as robustbench:<dataset>/<threat model>/<id>. "
+                 "`check` reads every file a dataset's reader needs (without decoding); --strict exits 1 "
+                 "when any is missing or bad.")
     sp.add_argument("action", choices=["check", "fingerprint", "download"])
     sp.add_argument("names", nargs="*")
     sp.add_argument("--strict", action="store_true", help="exit 1 if any is missing or bad")
-    sp.set_defaults(fn=cmd_data)
 
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)   # a killed job cleans up like an interrupted one

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 
@@ -10,9 +9,11 @@ from .errors import SpecError
 
 
 def device() -> torch.device:
-    """``BENCH_DEVICE`` if set, else the first CUDA device if present, else the CPU."""
-    name = os.environ.get("BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``BENCH_DEVICE`` if set; else a GPU of this job's own (a lease, bench/devices.py, when the
+    machine has several), else the CPU."""
+    from .devices import choose
+
+    return torch.device(choose(torch.cuda.device_count() if torch.cuda.is_available() else 0))
 
 
 def autocast(dev: torch.device, amp: str):

@@ -1,8 +1,8 @@
 """Shared fixtures. The fast tier runs by default on the CPU; the slow tier (mini-scale
-checks on real data) needs BENCH_SLOW=1 and the data under BENCH_DATA."""
+checks on real data under BENCH_DATA, default ../shared/data) is selected by its marker:
+``pytest -m slow``."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,15 +11,6 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def pytest_collection_modifyitems(config, items):
-    if os.environ.get("BENCH_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow tier: set BENCH_SLOW=1 (and BENCH_DATA) to run")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

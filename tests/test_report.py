@@ -28,23 +28,26 @@ def write(path, rows):
         w.writerows(rows)
 
 
-def test_regress_fails_loudly_on_drift(tmp_path, monkeypatch):
+def test_regress_fails_loudly_on_drift_and_never_crosses_datasets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(regress, "REFERENCE", tmp_path / "ref")
     stem = "tables/mini/x_table1"
     (tmp_path / "tables/mini").mkdir(parents=True)
-    (tmp_path / "ref/mini").mkdir(parents=True)
     base = [dict(setting="s", row="a", column="clean", mean="50.0", std="0.5", dataset_sha256="h"),
             dict(setting="s", row="b", column="clean", mean="40.0", std="", dataset_sha256="h")]
-    write(tmp_path / "ref/mini/x_table1.csv", base)
+    write(tmp_path / f"{stem}.csv", base)
+    pinned = regress.pin(stem, {"cifar10": {"source": "imagefolder:cifar10-jpeg", "sha256": "h"}})
+    assert pinned.parent.name.startswith("data-") and pinned.with_suffix(".json").exists()
     write(tmp_path / f"{stem}.csv", [dict(base[0], mean="51.5"), base[1]])
     assert regress.regress(stem) == []
     write(tmp_path / f"{stem}.csv", [dict(base[0], mean="53.0"), dict(base[1], mean="", dataset_sha256="")])
     problems = regress.regress(stem)
     assert len(problems) == 2 and "Δ +3.00" in problems[0] and "not run" in problems[1]
-    write(tmp_path / f"{stem}.csv", [dict(base[0], dataset_sha256="other"), base[1]])
-    assert "dataset changed" in regress.regress(stem)[0]
-    with pytest.raises(BenchError, match="no pinned reference"):
+    # the same target on other data (the real CIFAR-10, say) is never compared with this pin
+    write(tmp_path / f"{stem}.csv", [dict(base[0], dataset_sha256="real"), dict(base[1], dataset_sha256="real")])
+    with pytest.raises(BenchError, match="no pinned reference .* on this data .*pins exist for: data-.*cifar10-jpeg"):
+        regress.regress(stem)
+    with pytest.raises(BenchError, match="does not exist"):
         regress.regress("tables/mini/y_table1")
 
 
@@ -75,14 +78,19 @@ def test_nan_results_never_render_as_numbers(tmp_path, monkeypatch):
     table = plan.table("tables/smoke/hat_table2.md")
     table.spec["claims"].append({"id": "zero", "text": "a ratio", "check": "hat.svhn.clean / standard.svhn.robust > 1"})
     hat_cifar = {k for c in table.cells if (c.row, c.setting) == ("hat", "cifar10") for k in c.evals}
-    for key in table.eval_keys():
+    from bench.data.store import current_fingerprint
+
+    fps = {}
+    for key in table.eval_keys():   # results as the jobs would write them, bound to their runs and data
         ev = plan.evals[key]
-        fp = {"dataset": plan.run(ev.run_id).config["dataset"], "source": "synthetic", "exact": False, "n_train": 128,
-              "full_train": 128, "full_test": 64, "sha256": "0" * 64, "note": ""}
+        cfg = plan.run(ev.run_id).config
+        fp = fps.setdefault(cfg["dataset"], current_fingerprint(cfg))
         write_json(layout.eval_path("smoke", ev.run_id, ev.protocol_id),
-                   {"run_id": ev.run_id, "train_dataset": fp, "n": 16, "clean": 80.0, "implementation": "fake",
+                   {"run_id": ev.run_id, "protocol_id": ev.protocol_id, "train_dataset": fp, "dataset": fp, "n": 16,
+                    "clean": 80.0, "implementation": "fake", "checkpoint": {"which": "best", "sha256": "c"},
                     "robust": math.nan if key == min(hat_cifar) else 0.0, "environment": {}})
-        write_json(layout.run_dir("smoke", ev.run_id) / "run.json", {"throughput": None})
+        write_json(layout.run_dir("smoke", ev.run_id) / "run.json",
+                   {"throughput": None, "dataset": fp, "checkpoints": {"best": "c", "last": "c"}})
     stale = tmp_path / "tables/smoke/.hat_table2.md.k1ll3d.tmp"   # a killed render's temporary
     other = tmp_path / "tables/smoke/.hat_table3.md.l1ve.tmp"     # another target's, maybe live
     stale.parent.mkdir(parents=True)

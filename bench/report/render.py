@@ -115,7 +115,8 @@ def _context(res: TableResult, plan: Plan) -> dict:
         fmt_pub=fmt_pub, fmt_regen=fmt_regen, fmt_delta=fmt_delta, fmt_claim=fmt_claim,
         exactness=exactness, tex=tex, fmt_tex=fmt_tex, aggregation_text=aggregation_text(t),
         tex_label=f"tab:{t.paper}-{t.table}" + ("" if res.scale == layout.PAPER_SCALE else f"-{res.scale}"),
-        tex_wide=len(t.spec["settings"]) * len(t.spec["columns"]) > 6,
+        tex_wide=len(t.spec["settings"]) * len(t.spec["columns"]) > 6,   # a table* across both columns
+        tex_width=r"\textwidth" if len(t.spec["settings"]) * len(t.spec["columns"]) > 6 else r"\columnwidth",
         tex_marks=(r"\checkmark{} reproduced ($|\Delta| \leq \max(1, 2\sqrt{s_\mathrm{pub}^2 + s^2})$ points), "
                    r"$\times$ differs; on substitute data no mark." if res.scale == layout.PAPER_SCALE else
                    "No verdict marks: below the paper scale cells are not compared with the paper."),
@@ -155,5 +156,6 @@ def _render(plan: Plan, table: Table, missing: dict[str, str] | None) -> list[Pa
         return [write_text(f"{table.stem}{ext}", text) for ext, text in outputs.items()]
     from .figures import draw
 
+    outputs[".cmp.csv"] = to_csv(res)   # the cell comparison (the .csv is the plotted data)
     written = draw(plan, res)
     return written + [write_text(f"{table.stem}{ext}", text) for ext, text in outputs.items()]
