@@ -71,6 +71,19 @@ def cmd_validate(args) -> None:
 def cmd_plan(args) -> None:
     plan = _plan(args)
     tables = [plan.table(args.target)] if args.target else list(plan.tables.values())
+    if args.cost:
+        from .cost import estimate
+
+        est = estimate(plan, tables)
+        print(f"predicted device-hours at the {plan.scale_name} scale; throughput {est['rate'] / 1e12:.3g} TFLOP/s "
+              f"effective ({est['source']}); AutoAttack counted as {est['aa_passes']:.0f} forward passes per image; "
+              f"within about ×2")
+        for t in est["targets"]:
+            print(f"  {t['target']}: {t['train_hours'] + t['eval_hours']:.2f} h ({t['runs']} runs {t['train_hours']:.2f} h, "
+                  f"{t['evaluations']} evaluations {t['eval_hours']:.2f} h)")
+        print(f"total: {est['total_hours']:.1f} h for {est['distinct_runs']} distinct runs (a run shared by targets "
+              f"counted once)")
+        return
     for t in tables:
         keys = t.eval_keys()
         runs = sorted({plan.evals[k].run_id for k in keys})
@@ -147,6 +160,15 @@ def cmd_explain(args) -> None:
     from .report.explain import explain
 
     print(explain(_plan(args), args.target, args.cell, verbose=args.verbose), end="")
+
+
+def cmd_speed(args) -> None:
+    from .speed import run
+
+    _threads(args.threads)
+    out = run(quick=args.quick, methods=args.methods or None, amp=args.amp or "none",
+              compile_modes=("none",) if args.no_compile else ("none", "auto"))
+    print(f"written: {out['path']}")
 
 
 def cmd_pin(args) -> None:
@@ -250,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                  "With a target, only its own; -v lists them, -vv with their resolved configs.", scale="target")
     sp.add_argument("target", nargs="?")
     sp.add_argument("-v", "--verbose", action="count", default=0)
+    sp.add_argument("--cost", action="store_true", help="predicted device-hours (bench/cost.py)")
     for name, fn, extra, what in (("train", cmd_train, [], "Trains (or resumes) a planned run: results/<scale>/runs/<id>/."),
                                   ("evaluate", cmd_evaluate, ["protocol_id"],
                                    "Evaluates a finished run under a protocol: results/<scale>/evals/<id>/<protocol>.json.")):
@@ -275,6 +298,16 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("target")
     sp.add_argument("cell", help="row.setting.column, as in the claims")
     sp.add_argument("-v", "--verbose", action="store_true", help="with the full resolved configs")
+    sp = command("speed", cmd_speed, "training and evaluation throughput on this device",
+                 "Images/s of each method's training step (eager and compiled) on ResNet-18 and WRN-34-10 at batch "
+                 "128, against a plain reference-style loop on the same model and batch, as ratios; PGD-20 and "
+                 "AutoAttack throughput. --quick: smoke-size networks, for a CPU. Writes results/speed/<device>.json "
+                 "(read by bench plan --cost).")
+    sp.add_argument("--quick", action="store_true", help="smoke-size networks at batch 32, 3-step attacks")
+    sp.add_argument("--methods", nargs="*", help="only these methods (default: every method)")
+    sp.add_argument("--no-compile", action="store_true", help="eager only")
+    sp.add_argument("--amp", choices=["none", "bf16"])
+    sp.add_argument("--threads", type=int)
     sp = command("pin", cmd_pin, "pin a rendered table as the reference for `regress`",
                  "Copies the target's per-cell numbers to tests/reference/<scale>/.", scale="target")
     sp.add_argument("target")

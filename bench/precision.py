@@ -1,4 +1,13 @@
-"""Device choice, bf16 autocast and channels_last, in one place."""
+"""Device choice, bf16 autocast, channels_last and compilation, in one place.
+
+``compile`` (a run's ``precision.compile``, from ``--config compile=…``): ``none`` (eager),
+``default`` (torch.compile with inductor), ``reduce-overhead`` (also CUDA graphs on a GPU) or
+``max-autotune``; ``auto`` is ``max-autotune`` on CUDA and ``default`` elsewhere. The model's
+forward (and so every attack step and training step through it, forward and backward) is
+compiled; shapes are static, and the last, smaller batch of an epoch is one more compiled graph.
+The compiled module shares the eager module's parameters, so checkpoints are written from the
+eager one and read by either. Compilation is part of a run's id, like amp.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -27,6 +36,33 @@ def autocast(dev: torch.device, amp: str):
 def prepare(model: torch.nn.Module, dev: torch.device, channels_last: bool) -> torch.nn.Module:
     model = model.to(dev)
     return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+COMPILE_MODES = ("none", "auto", "default", "reduce-overhead", "max-autotune")
+
+
+def compile_mode(requested: str, dev: torch.device) -> str | None:
+    """The torch.compile mode for ``requested`` on ``dev`` (None: eager)."""
+    if requested not in COMPILE_MODES:
+        raise SpecError(f"precision.compile must be one of {COMPILE_MODES}, got {requested!r}")
+    if requested == "none":
+        return None
+    if requested == "auto":
+        return "max-autotune" if dev.type == "cuda" else "default"
+    return requested
+
+
+def compiled(model: torch.nn.Module, requested: str, dev: torch.device) -> torch.nn.Module:
+    """``model`` compiled as ``requested`` (the eager model itself for "none")."""
+    mode = compile_mode(requested, dev)
+    if mode is None:
+        return model
+    import torch._dynamo
+
+    # train/eval modes, inputs with and without gradients and the last partial batch each
+    # compile a graph of their own: allow them all rather than falling back to eager
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    return torch.compile(model, mode=mode, dynamic=False)
 
 
 def sync(dev: torch.device) -> None:

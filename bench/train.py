@@ -284,6 +284,7 @@ def _train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[st
         "extra_dataset": extra.fingerprint if extra is not None else None,
         "best": best, "epochs": epochs, "final": history[-1] if history else None,
         "checkpoints": digests, "runtime": identity["runtime"],
+        "train_seconds": math.fsum(h["seconds"] for h in history),   # the epochs' measured time (resumes included)
         "throughput": {"images_per_s": statistics.fmean(speeds),
                        "images_per_s_std": statistics.pstdev(speeds) if len(speeds) > 1 else 0.0,
                        "epochs_measured": len(speeds), "note": "training images per second; "

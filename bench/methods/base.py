@@ -44,6 +44,9 @@ class Method(Component):
     kind = "method"
     attack_name: ClassVar[str] = "pgd"                       # the training attack unless the recipe names one
     attack_defaults: ClassVar[dict[str, Any] | None] = None  # None: no training attack
+    # forward-equivalents per training image besides the attack (a forward with its backward is 3,
+    # a forward without gradients 1): what `bench plan --cost` counts (bench/cost.py)
+    train_passes: ClassVar[float] = 3.0
 
     def __init__(self, model: nn.Module, attack: dict[str, Any] | None = None,
                  helpers: dict[str, nn.Module] | None = None, **params: Any):

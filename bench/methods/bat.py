@@ -44,6 +44,7 @@ def bridged_kl(logits: list[torch.Tensor]) -> torch.Tensor:
 class BAT(Method):
     name = "bat"
     defaults = {"beta": 5.0, "m": 2, "clean_first": True}
+    train_passes = 9.0   # x and the m = 2 bridge points forward and backward
     attack_defaults = {"loss": "ce", "random_start": "uniform", "clamp_start": True, "bn_mode": "eval"}
 
     @classmethod

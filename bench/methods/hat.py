@@ -28,6 +28,7 @@ CE_ATTACK = {"loss": "ce", "random_start": "uniform", "clamp_start": True}
 class HAT(Method):
     name = "hat"
     defaults = {"beta": 2.5, "gamma": 0.5, "h": 2.0, "robust_loss": "kl"}
+    train_passes = 11.0   # x, x', x̃ forward and backward, the helper's forward, the attack's clean target
     choices = {"robust_loss": ("kl", "ce")}
     attack_defaults = {"loss": "kl", "random_start": "normal", "clamp_start": False, "bn_mode": "eval"}
     helpers_required = ("helper",)

@@ -32,6 +32,7 @@ def mart_loss(logits: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, b
 class MART(Method):
     name = "mart"
     defaults = {"beta": 6.0}
+    train_passes = 6.0   # x and x' forward and backward
     attack_defaults = {"loss": "ce", "random_start": "normal", "clamp_start": False, "bn_mode": "eval"}
 
     def loss(self, x, y, generator=None):

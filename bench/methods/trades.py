@@ -23,6 +23,7 @@ from .base import Method, accuracy, kl_batchmean, total
 class TRADES(Method):
     name = "trades"
     defaults = {"beta": 6.0, "repeat_clean_forward": True}
+    train_passes = 8.0   # x and x' forward and backward, the repeated clean forward, the attack's clean target
     attack_defaults = {"loss": "kl", "random_start": "normal", "clamp_start": False, "bn_mode": "eval"}
 
     def objective(self, x, y, generator=None):

@@ -63,6 +63,7 @@ class TableResult:
     throughput: dict[tuple[str, str], float] = field(default_factory=dict)  # (row, setting) → images/s
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)          # displayed rows
     imported: list[str] = field(default_factory=list)                      # weights of models not trained here
+    compute: dict[str, Any] = field(default_factory=dict)                  # measured hours behind the table
 
 
 def _stat(values: list[float], stat: str) -> tuple[float | None, float | None]:
@@ -263,6 +264,12 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
                 out.imported.append(_origin(r["pretrained"]))
             out.implementations.append(r.get("implementation", "?"))
             out.environments.append(r.get("environment", {}))
+    out.compute = {"train_hours": math.fsum(i.get("train_seconds") or 0.0 for i in run_infos.values()) / 3600,
+                   "eval_hours": math.fsum(r.get("seconds") or 0.0 for r in results.values()) / 3600,
+                   "runs": len(run_infos), "evaluations": len(results),
+                   "devices": sorted({r.get("device", "?") for r in results.values() if r.get("device")}
+                                     | {(e.get("environment") or {}).get("cuda_device", "CPU") for e in run_infos.values()
+                                        if e.get("train_seconds")})}
     out.implementations = sorted(set(out.implementations))
     out.imported = sorted(set(out.imported))
 

@@ -110,7 +110,7 @@ def _context(res: TableResult, plan: Plan) -> dict:
         stat=t.aggregation["stat"], seeds=t.aggregation["seeds"], rule=RULE,
         settings=t.spec["settings"], columns=t.spec["columns"], rows=res.rows,
         row_header=t.spec.get("row_header", "Algorithm"), cells=res.cells, claims=res.claims,
-        choices=t.paper_spec.get("choices", []), throughput=res.throughput,
+        choices=t.paper_spec.get("choices", []), throughput=res.throughput, compute=res.compute,
         device=sorted({e.get("cuda_device", "CPU") for e in res.environments}), cell=lambda r, s, c: lookup[(r, s, c)],
         fmt_pub=fmt_pub, fmt_regen=fmt_regen, fmt_delta=fmt_delta, fmt_claim=fmt_claim,
         exactness=exactness, tex=tex, fmt_tex=fmt_tex, aggregation_text=aggregation_text(t),

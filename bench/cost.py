@@ -1,0 +1,183 @@
+"""``bench plan --cost``: the device-hours a target will take, predicted before it runs.
+
+The prediction counts the work from the plan and divides it by a measured throughput:
+  work of a run      = epochs × training images × passes per image × F(model)
+  work of an evaluation = test images × passes per image × F(model)
+where F is the model's forward FLOPs at the dataset's image size (counted once with torch's
+FLOP counter on the meta device, cached), and a pass is one forward-equivalent: an attack
+step costs 2 (forward and input gradient), a training forward with its backward 3, a
+forward without gradients 1. The method declares its own passes outside the attack
+(``Method.train_passes``); AutoAttack's standard version is taken as 1,700 passes per test
+image (APGD-CE's 100 iterations on every image, then APGD-T, FAB-T and Square on the
+≈half still robust: an assumption, stated in the output).
+
+The throughput (effective FLOP/s of this device and precision) comes from, in order: this
+device's ``bench speed`` result (results/speed/<device>.json: the PGD-AT rows' images/s ×
+their passes × F), or the suite's own finished runs on this device (run.json's measured
+images/s), or, with neither, an assumed 100 TFLOP/s (an H100 in bf16 near its practical
+bound for ResNet-sized convolutions), said so in the output. The prediction is within a
+factor of about two; a run shared by several targets is counted once in a total.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import layout
+from .plan import Plan, Table, canonical
+
+AA_PASSES = 1700.0
+ASSUMED_FLOPS = 100e12
+
+
+def _flops_cache() -> Path:
+    from .data.store import cache_root
+
+    return cache_root() / "flops.json"
+
+
+@lru_cache(maxsize=None)
+def forward_flops(model_json: str, num_classes: int, shape: tuple[int, ...]) -> float:
+    """Forward FLOPs of one image through the model (cached on disk by its config)."""
+    path = _flops_cache()
+    key = f"{model_json}|{num_classes}|{shape}"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    if key not in cache:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from .models import build
+
+        with torch.device("meta"):
+            model = build(json.loads(model_json), num_classes, shape[0] if len(shape) == 3 else shape[0])
+            x = torch.empty(1, *shape)
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+        cache[key] = float(counter.get_total_flops())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    return cache[key]
+
+
+def attack_passes(attack: dict[str, Any] | None) -> float:
+    """Forward-equivalents per image of an attack (training or evaluation)."""
+    if not attack or attack.get("name") == "none":
+        return 0.0
+    if attack.get("name") == "autoattack":
+        return AA_PASSES
+    steps = attack.get("steps", 1 if attack.get("name") in ("fgsm", "fgsm_rs") else 10)
+    return 2.0 * steps * attack.get("restarts", 1)
+
+
+def run_passes(cfg: dict[str, Any]) -> float:
+    from .methods import METHODS
+
+    if "pretrained" in cfg:
+        return 0.0
+    cls = METHODS.get(cfg["method"]["name"])
+    return getattr(cls, "train_passes", 3.0) + attack_passes(cls.training_attack(cfg.get("attack")))
+
+
+def _images(cfg: dict[str, Any], split: str) -> int:
+    from .data.catalog import DATASETS
+
+    info = DATASETS.get(cfg["dataset"])
+    full = info.n_train if split == "train" else info.n_test
+    if cfg["data"]["source"] == "synthetic":
+        full = cfg["data"].get("synthetic_size", [512, 256])[0 if split == "train" else 1]
+    return min(full, cfg["data"].get("n_train") or full) if split == "train" else full
+
+
+def run_flops(plan: Plan, run_id: str) -> float:
+    from .data.catalog import DATASETS
+
+    cfg = plan.run(run_id).config
+    info = DATASETS.get(cfg["dataset"])
+    f = forward_flops(canonical(cfg["model"]), info.num_classes, tuple(info.shape))
+    per_epoch = _images(cfg, "train") * run_passes(cfg)
+    selection = cfg.get("selection", {})
+    sel_images = (selection.get("n_test") or info.n_test) * (1 + attack_passes(selection.get("attack")))
+    return f * (cfg.get("epochs", 0) * per_epoch + sel_images * cfg.get("epochs", 0))
+
+
+def eval_flops(plan: Plan, key: str) -> float:
+    from .data.catalog import DATASETS
+
+    ev = plan.evals[key]
+    cfg = plan.run(ev.run_id).config
+    info = DATASETS.get(cfg["dataset"])
+    proto = ev.protocol
+    if "probe" in proto or "history" in proto:
+        return 0.0
+    f = forward_flops(canonical(cfg["model"]), info.num_classes, tuple(info.shape))
+    n = proto.get("n_test") or _images(cfg, "test")
+    attack = proto.get("attack") or (proto.get("measure") or {}).get("attack")
+    passes = 1 + attack_passes(attack if isinstance(attack, dict) else None)
+    if "measure" in proto and not isinstance(attack, dict):
+        passes += 20.0   # a measure with its own default attack (margins, corruptions): a PGD-10-sized allowance
+    return f * n * passes
+
+
+def throughput(device: str | None = None) -> tuple[float, str]:
+    """Effective FLOP/s and where the figure comes from."""
+    from .data.catalog import DATASETS
+    from .methods import METHODS
+
+    speed_dir = layout.results_root() / "speed"
+    files = sorted(speed_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if speed_dir.exists() else []
+    for path in reversed(files):
+        data = json.loads(path.read_text())
+        if device and data["device"] != device:
+            continue
+        rates = []
+        for row in data["rows"]:
+            if row.get("method") == "pgd_at" and row.get("suite_none") and row.get("model_spec"):
+                model = row["model_spec"]
+                passes = getattr(METHODS.get("pgd_at"), "train_passes", 3.0) + 2.0 * row["attack_steps"]
+                rates.append(row["suite_none"] * passes * forward_flops(canonical(model), 10, (3, 32, 32)))
+        if rates:
+            return max(rates), f"bench speed on {data['device']} ({path})"
+    runs = sorted((layout.results_root() / "paper" / "runs").glob("*/run.json")) if (
+        layout.results_root() / "paper" / "runs").exists() else []
+    rates = []
+    for path in runs[:50]:
+        info = json.loads(path.read_text())
+        cfg, tp = info.get("config", {}), info.get("throughput")
+        if not tp or "method" not in cfg:
+            continue
+        ds = DATASETS.get(cfg["dataset"])
+        try:
+            rates.append(tp["images_per_s"] * run_passes(cfg) * forward_flops(canonical(cfg["model"]), ds.num_classes,
+                                                                               tuple(ds.shape)))
+        except Exception:   # a run of an older config: skip it
+            continue
+    if rates:
+        return sorted(rates)[len(rates) // 2], f"the median of {len(rates)} finished paper-scale runs here"
+    return ASSUMED_FLOPS, "assumed (no bench speed result or finished run on this device): 100 TFLOP/s effective"
+
+
+def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
+    rate, source = throughput()
+    out, all_runs, all_evals = [], set(), set()
+    for t in tables:
+        keys = t.eval_keys()
+        runs = {plan.evals[k].run_id for k in keys} | {r for c in t.cells for r in c.runs}
+        runs |= {req for r in list(runs) for req in _requires(plan, r)}
+        train = sum(run_flops(plan, r) for r in runs) / rate / 3600
+        evals = sum(eval_flops(plan, k) for k in keys) / rate / 3600
+        all_runs |= runs
+        all_evals |= set(keys)
+        out.append({"target": t.target, "runs": len(runs), "evaluations": len(keys), "train_hours": train,
+                    "eval_hours": evals})
+    total = (sum(run_flops(plan, r) for r in all_runs) + sum(eval_flops(plan, k) for k in all_evals)) / rate / 3600
+    return {"targets": out, "total_hours": total, "distinct_runs": len(all_runs), "rate": rate, "source": source,
+            "aa_passes": AA_PASSES}
+
+
+def _requires(plan: Plan, run_id: str) -> set[str]:
+    out = set()
+    for r in plan.run(run_id).requires.values():
+        out |= {r} | _requires(plan, r)
+    return out
