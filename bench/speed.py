@@ -20,7 +20,6 @@ import json
 import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
