@@ -16,6 +16,11 @@ _PRESENT = {
     "tinyimagenet": lambda d: (d / "val" / "val_annotations.txt").exists(),
     "imagefolder": lambda d: (d / "train").is_dir() and (d / "test").is_dir(),
     "cifar10c_npy": lambda d: all((d / f"{c}.npy").is_file() for c in ("labels", *CIFAR10C_CORRUPTIONS)),
+    "imagenet_tv": lambda d: ((d / "meta.bin").is_file() and (d / "train").is_dir() and (d / "val").is_dir())
+    or all((d / f).is_file() for f in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar",
+                                      "ILSVRC2012_devkit_t12.tar.gz")),
+    "imagenet_folder": lambda d: (d / "train").is_dir() and (d / "val").is_dir(),
+    "imagenetc_folder": lambda d: all((d / c / str(s)).is_dir() for c in CIFAR10C_CORRUPTIONS for s in range(1, 6)),
 }
 FILE_FORMATS = {"pseudo_pickle"}   # sources that are one file, not a folder
 

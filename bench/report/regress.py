@@ -1,8 +1,9 @@
 """Regression of a rendered table against pinned reference numbers (the nightly check).
 
 ``bench pin`` copies a rendered table's per-cell means, stds and dataset fingerprints to
-``tests/reference/<scale>/<paper>_<table>.csv``; ``bench regress`` compares a fresh
-rendering with that file and fails loudly, naming every cell that drifted. A cell drifts
+``tests/reference/<scale>/<paper>_<table>.csv`` (a figure's: its ``.cells.csv``, the same
+form); ``bench regress`` compares a fresh rendering with that file and fails loudly, naming
+every cell that drifted. A cell drifts
 when |Δ| > max(ABS_TOL, K_STD·std_pinned); a pinned cell that is now missing, or a
 dataset whose fingerprint changed, is a failure too.
 """
@@ -20,7 +21,12 @@ REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "reference"
 
 
 def reference_path(stem: str) -> Path:
-    return REFERENCE / (stem.removeprefix("tables/") + ".csv")
+    return REFERENCE / (stem.removeprefix("tables/").removeprefix("figures/") + ".csv")
+
+
+def rendered_cells(stem: str) -> Path:
+    """The CSV of a rendered target's cells (a table's .csv, a figure's .cells.csv)."""
+    return Path(f"{stem}.cells.csv" if stem.startswith("figures/") else f"{stem}.csv")
 
 
 def _cells(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
@@ -29,9 +35,9 @@ def _cells(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
 
 
 def pin(stem: str) -> Path:
-    src, dst = Path(f"{stem}.csv"), reference_path(stem)
+    src, dst = rendered_cells(stem), reference_path(stem)
     if not src.exists():
-        raise BenchError(f"{src} does not exist: build {stem}.md first")
+        raise BenchError(f"{src} does not exist: build {stem} first")
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     return dst
@@ -39,11 +45,11 @@ def pin(stem: str) -> Path:
 
 def regress(stem: str) -> list[str]:
     """Problems found (empty when the table matches its pinned reference)."""
-    ref_path, cur_path = reference_path(stem), Path(f"{stem}.csv")
+    ref_path, cur_path = reference_path(stem), rendered_cells(stem)
     if not ref_path.exists():
         raise BenchError(f"no pinned reference {ref_path}; create it with `bench pin`")
     if not cur_path.exists():
-        raise BenchError(f"{cur_path} does not exist: build {stem}.md first")
+        raise BenchError(f"{cur_path} does not exist: build {stem} first")
     ref, cur = _cells(ref_path), _cells(cur_path)
     problems = []
     for key, r in ref.items():
