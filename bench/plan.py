@@ -40,7 +40,7 @@ HISTORY_STATS = ("mean", "sum", "first", "last", "min", "max")   # bench.evaluat
 
 # Source files every training run depends on; the model, method and attack files are added per run.
 DATA_CODE = [f"data/{f}.py" for f in ("__init__", "catalog", "locate", "store", "readers", "synthetic",
-                                      "generated", "loader")]
+                                      "generated", "loader", "stream")]
 TRAIN_CODE = ["train.py", "optim.py", "precision.py", "checkpoint.py", "evaluate.py", "registry.py",
               "numbers.py", "fileio.py", "components.py", *DATA_CODE, "models/__init__.py", "models/base.py",
               "methods/__init__.py", "methods/base.py", "attacks/__init__.py", "attacks/base.py"]
