@@ -46,6 +46,8 @@ class ImageNetResNet(ResNet):
                     nn.init.constant_(m.weight, 1)
                     nn.init.constant_(m.bias, 0)
         self.fc = classifier(8 * width * Bottleneck.expansion, num_classes, head)
+        if in_channels != 3 and (mean, std) == (IMAGENET_MEAN, IMAGENET_STD):
+            mean = std = None   # ImageNet's statistics are for RGB inputs
         self.normalize = Normalize(mean, std, in_channels)
 
     def forward(self, x):
