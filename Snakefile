@@ -127,7 +127,7 @@ rule render_figure:
                    labels={"target": "{prefix}{name}"}),
         pdf="figures/{prefix}{name}.pdf",
         csv="figures/{prefix}{name}.csv",
-        cmp="figures/{prefix}{name}.cmp.csv",
+        cells="figures/{prefix}{name}.cells.csv",
         md="figures/{prefix}{name}.md",
     log: f"{RESULTS}/logs/figures/{{prefix}}{{name}}.log"
     params:

@@ -13,7 +13,7 @@ import torch
 from . import checkpoint, layout, precision, provenance
 from .attacks import ATTACKS, build as build_attack
 from .data.store import load_for_run
-from .data.loader import DeviceLoader
+from .data.loader import DeviceLoader, make_loader
 from .errors import BenchError
 from .fileio import locked, read_json, write_json
 
@@ -90,13 +90,14 @@ HISTORY_STATS = {"mean": statistics.fmean, "sum": math.fsum, "first": lambda v: 
 def history_summary(history: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Summary metrics of a run's per-epoch records (metrics.json): for each named metric,
     ``stat`` (mean, sum, first, last, min, max) of record key ``key`` over the epochs
-    ``epochs: [first, last]`` (1-indexed, inclusive; default all). None where no epoch has it."""
+    ``epochs: [first, last]`` (1-indexed, inclusive; default all), times ``scale`` (1; e.g.
+    1/60: seconds → minutes). None where no epoch has it."""
     out: dict[str, Any] = {}
     for name, m in metrics.items():
         first, last = m.get("epochs", [1, len(history)])
         vals = [h[m["key"]] for h in history if first <= h["epoch"] <= last and m["key"] in h
                 and isinstance(h[m["key"]], (int, float)) and math.isfinite(h[m["key"]])]
-        out[name] = HISTORY_STATS[m.get("stat", "mean")](vals) if vals else None
+        out[name] = HISTORY_STATS[m.get("stat", "mean")](vals) * m.get("scale", 1) if vals else None
     return out
 
 
@@ -154,7 +155,7 @@ def _run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, prot
     model, ckpt, digest = checkpoint.load_run(rdir, which, dev)
     data = load_for_run(run_cfg, n_test=protocol.get("n_test"))
     _check_data(run_id, {**run_info, "scale": scale}, data.fingerprint)
-    loader = DeviceLoader(data.test, protocol.get("batch_size", 500), dev)
+    loader = make_loader(data, "test", protocol.get("batch_size", 500), dev)
     bar = tqdm(total=len(loader), desc=f"{run_id} {protocol_id}", file=sys.stderr,
                disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
     start = time.perf_counter()

@@ -40,7 +40,7 @@ HISTORY_STATS = ("mean", "sum", "first", "last", "min", "max")   # bench.evaluat
 
 # Source files every training run depends on; the model, method and attack files are added per run.
 DATA_CODE = [f"data/{f}.py" for f in ("__init__", "catalog", "locate", "store", "readers", "synthetic",
-                                      "generated", "loader")]
+                                      "generated", "loader", "stream")]
 TRAIN_CODE = ["train.py", "optim.py", "precision.py", "checkpoint.py", "evaluate.py", "registry.py",
               "numbers.py", "fileio.py", "components.py", *DATA_CODE, "models/__init__.py", "models/base.py",
               "methods/__init__.py", "methods/base.py", "attacks/__init__.py", "attacks/base.py"]
@@ -152,6 +152,8 @@ class Cell:
     data: list[str] = field(default_factory=list)   # further data: its protocol's (CIFAR-10-C), its runs' extra
                                                     # training data and imported checkpoints
     quoted: str | None = None  # a row the paper quotes from earlier work: its source (no run, no regeneration)
+    declared: str | None = None  # a declaration column: the key of the row's method's declaration (HE Table 1)
+    note: str | None = None      # why a planned cell has no evaluation at this scale (the scale skips its protocol)
 
     @property
     def datasets(self) -> set[str]:
@@ -231,6 +233,15 @@ def expand_sweeps(rows: dict[str, Any], where: str) -> dict[str, Any]:
 def setting_attack(setting: dict[str, Any]) -> dict[str, Any]:
     """The attack overrides a setting implies: its ``eps`` (training, selection and evaluation)."""
     return {"eps": setting["eps"]} if "eps" in setting else {}
+
+
+def fill(text: str, setting: dict[str, Any], where: str) -> str:
+    """A column's protocol or metric with the setting's ``vars`` filled in ("{severity}")."""
+    try:
+        return text.format(**setting.get("vars", {}))
+    except (KeyError, IndexError, ValueError) as e:
+        raise SpecError(f"{where}: {text!r} names {e} but setting {setting.get('label')!r} has vars "
+                        f"{sorted(setting.get('vars', {}))}") from None
 
 
 def published_cells(spec: dict[str, Any]):
@@ -377,6 +388,9 @@ class Plan:
         DATASETS.get(setting["dataset"])
         sc = self.scale
 
+        if isinstance(train["model"], dict) and "name" not in train["model"]:
+            raise SpecError(f"{loc}: the model {train['model']} has no name (a row's model patch needs a recipe "
+                            f"model written as {{name: …}})")
         model = expand_model(train["model"])
         alias = train["model"] if isinstance(train["model"], str) else train["model"]["name"]
         scaled = sc.get("models", {})          # per family, then per alias (e.g. resnet50 ≠ resnet101 at mini)
@@ -421,6 +435,9 @@ class Plan:
             extra["init"] = requires["init"] = ref.id
         if train.get("probes"):  # training-time analyses recorded by this run (bench/probes)
             extra["probes"] = {PROBES.check(n): dict(p or {}) for n, p in sorted(train["probes"].items())}
+            for p in extra["probes"].values():   # a probe's `epoch` is a paper epoch: rescaled like snapshots
+                if "epoch" in p:
+                    p["epoch"] = max(1, round(p["epoch"] * epochs / train["epochs"]))
         if "snapshots" in train:  # keep the weights after these epochs, rescaled with the budget
             extra["snapshots"] = sorted({max(1, round(e * epochs / train["epochs"])) for e in train["snapshots"]})
         if "augment" in train:    # the recipe's training augmentation instead of the dataset's
@@ -576,10 +593,13 @@ class Plan:
                 if len(values) != len(columns):
                     raise SpecError(f"{where}: published[{sid}][{rid}] has {len(values)} values "
                                     f"for {len(columns)} columns")
-        protocols = {(sid, cid): self._protocol(spec, col["protocol"],
+        # a column's protocol (and metric) may name the setting's vars ("{severity}"); a column
+        # with `settings` is evaluated in those settings only
+        protocols = {(sid, cid): self._protocol(spec, fill(col["protocol"], setting, where),
                                                 deep_merge(setting_attack(setting), col.get("attack") or {}))
                      for sid, setting in table["settings"].items()
-                     for cid, col in columns.items() if "protocol" in col}
+                     for cid, col in columns.items() if "protocol" in col and sid in col.get("settings", [sid])}
+        skipped = {key: why for key, (_, proto) in protocols.items() if (why := self._skipped(proto))}
         for (_, cid), (_, proto) in protocols.items():
             if "probe" in proto:
                 for sid, rid in ((s, r) for s in table["settings"] for r in table["rows"]):
@@ -602,7 +622,7 @@ class Plan:
                 inputs = sorted({d for r in runs if r is not None for d in self.inputs(r)})
                 for cid, col in columns.items():
                     keys = []
-                    if (sid, cid) in protocols:
+                    if (sid, cid) in protocols and (sid, cid) not in skipped:
                         pid, proto = protocols[(sid, cid)]
                         keys = list(dict.fromkeys(self._evaluation(spec, tid, table, sid, seed, run, pid, proto).key
                                                   for seed, run in zip(seeds, runs) if run is not None))
@@ -610,9 +630,11 @@ class Plan:
                     data = protocols[(sid, cid)][1].get("data", []) if (sid, cid) in protocols else []
                     data = sorted({*data, *inputs})
                     quoted = table["rows"][rid].get("quoted", {}).get("source")
-                    target.cells.append(Cell(sid, rid, cid, setting["dataset"], col.get("metric", "param"),
+                    metric = col.get("metric", "declared" if "declared" in col else "param")
+                    target.cells.append(Cell(sid, rid, cid, setting["dataset"],
+                                             fill(metric, setting, where),
                                              [] if quoted else keys, value, std, run_ids, col.get("param"),
-                                             data, quoted))
+                                             data, quoted, col.get("declared"), skipped.get((sid, cid))))
         for claim in table.get("claims", []):
             _, refs = claims.parse(claim["check"])
             for r, s, c in refs:
@@ -622,6 +644,18 @@ class Plan:
                     raise SpecError(f"{where}: claim {claim['id']!r} refers to {r}.{s}.{c}, which is neither a "
                                     f"cell that runs nor a quoted cell with a published number (row.setting.column)")
         self.tables[stem] = target
+
+    def _skipped(self, proto: dict[str, Any]) -> str | None:
+        """Why this scale does not run a protocol (its ``protocols.skip`` names the attack or
+        measure, or the attack has more than ``protocols.max_steps`` iterations), or None."""
+        sp = self.scale.get("protocols", {})
+        name = (proto.get("attack") or proto.get("measure") or proto.get("probe") or {}).get("name")
+        if name in sp.get("skip", []):
+            return f"{name} is not run at the {self.scale_name} scale (cost)"
+        steps = (proto.get("attack") or {}).get("steps")
+        if isinstance(steps, int) and steps > sp.get("max_steps", steps):
+            return f"{steps}-step attacks are not run at the {self.scale_name} scale (cost)"
+        return None
 
     # ---- queries ----------------------------------------------------------------------
     def targets(self) -> list[str]:

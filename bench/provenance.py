@@ -41,11 +41,22 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+@lru_cache(maxsize=None)
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, str]:
     import torch
 
     env = {"python": platform.python_version(), "torch": torch.__version__,
-           "host": platform.node(), "git_commit": git_commit(), "time": now()}
+           "host": platform.node(), "git_commit": git_commit(), "time": now(), "cpu": cpu_name()}
     if torch.cuda.is_available():
         env["cuda_device"] = torch.cuda.get_device_name(0)
     return env

@@ -45,7 +45,7 @@ import torch
 
 from . import checkpoint, precision, provenance, schedules
 from .data.store import load_extra, load_for_run
-from .data.loader import DeviceLoader, MixedLoader, epoch_generator
+from .data.loader import MixedLoader, epoch_generator, make_loader
 from .errors import BenchError
 from .evaluate import measure
 from .fileio import locked, torch_load, torch_save, write_json
@@ -160,14 +160,14 @@ def _train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[st
     augment = cfg.get("augment", info.augment)
     extra = load_extra(cfg)   # robust self-training: pseudo-labelled images in every batch
     if extra is None:
-        train_loader = DeviceLoader(data.train, cfg["batch_size"], dev, shuffle=True, augment=augment,
-                                    channels_last=channels_last)
+        train_loader = make_loader(data, "train", cfg["batch_size"], dev, shuffle=True, augment=augment,
+                                   channels_last=channels_last)
     else:
         train_loader = MixedLoader(data.train, extra.train, cfg["batch_size"], dev,
                                    fraction=cfg["data"]["extra"]["fraction"], augment=augment,
                                    channels_last=channels_last)
-    test_loader = DeviceLoader(data.test, cfg["selection"].get("batch_size", 500), dev,
-                               channels_last=channels_last)
+    test_loader = make_loader(data, "test", cfg["selection"].get("batch_size", 500), dev,
+                              channels_last=channels_last)
 
     torch.manual_seed(seed)
     model = precision.prepare(build_model(cfg["model"], info.num_classes, info.shape[0]), dev, channels_last)

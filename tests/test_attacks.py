@@ -107,10 +107,12 @@ def test_pgd_agrees_with_torchattacks(trained):
 
 def test_every_registered_attack_runs(trained):
     model, x, y = trained
+    fast = {"autoattack": dict(n_iter=2, n_queries=5, attacks=["apgd-ce"]), "cw": dict(steps=20),
+            "zoo": dict(queries=60), "spsa": dict(iterations=3, checkpoints=[3], samples=4),
+            "nes": dict(iterations=3, checkpoints=[3], samples=4), "rays": dict(queries=100),
+            "feature_attack": dict(steps=5, n_targets=2)}   # the papers' budgets take minutes
     for name in ATTACKS.names():
-        cfg = {"name": name}
-        if name == "autoattack":
-            cfg.update(n_iter=2, n_queries=5, attacks=["apgd-ce"])
+        cfg = {"name": name, **fast.get(name, {})}
         x_adv = build(cfg, model)(x[:8], y[:8])
         assert x_adv.shape == x[:8].shape and (x_adv - x[:8]).abs().max() <= EPS + 1e-6
 

@@ -21,9 +21,14 @@ def batch(n=16, seed=0):
 
 
 def make(name, model, **params):
+    from dataclasses import fields
+
+    from bench.attacks import ATTACKS
+
     cls = METHODS.get(name)
     helpers = {"helper": tiny_model()} if cls.helpers_required else None
-    return cls(model, dict(ATTACK), helpers=helpers, **params)
+    known = {f.name for f in fields(ATTACKS.get(cls.attack_name))}   # FastAT's FGSM has no steps / step_size
+    return cls(model, {k: v for k, v in ATTACK.items() if k in known}, helpers=helpers, **params)
 
 
 def params_after_steps(name, steps=4, **params):

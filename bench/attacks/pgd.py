@@ -13,6 +13,9 @@ Arguments (defaults):
   clamp_start (True): clamp the start to the input box; the TRADES family does not,
   bounds ([0, 1]): the input box every iterate is clamped to; null for unbounded inputs
       (HAT's toy problem),
+  logit_scale (1.0), margin (0.0): the loss sees s·(z − m·1_y) instead of the output z (HE's
+      Eq. 6: the training loss as adversarial objective, HE's adaptive attack and AT_HE's
+      training attacks; KL scales both sides and takes no margin),
   bn_mode ("eval" | "train").
 Losses are summed over the batch, so each example's gradient is its own. With
 several restarts an example keeps the first restart that fools the model, else the
@@ -73,6 +76,8 @@ class PGD(Attack):
     normal_std: float = 0.001
     clamp_start: bool = True
     bounds: tuple[float, float] | None = (0.0, 1.0)
+    logit_scale: float | str = 1.0
+    margin: float | str = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,11 +88,22 @@ class PGD(Attack):
         check_budget(self.eps, self.step_size, self.norm is Norm.LINF, self.bounds)
         if self.steps < 1 or self.restarts < 1:
             raise SpecError(f"steps and restarts must be at least 1, got steps={self.steps}, restarts={self.restarts}")
+        if self.logit_scale <= 0 or (self.margin and self.loss is Loss.KL):
+            raise SpecError(f"logit_scale must be positive and margin needs loss ce or cw, got "
+                            f"logit_scale={self.logit_scale}, margin={self.margin}, loss={self.loss.value}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The output the objective is computed on (the model's; pgd_fn: its FN logits)."""
+        return self.model(x)
 
     def objective(self, logits: torch.Tensor, y: torch.Tensor, p_clean: torch.Tensor | None
                   ) -> torch.Tensor:
         """Per-example loss the attack ascends."""
         logits = logits.float()
+        if self.margin:
+            logits = logits - self.margin * F.one_hot(y, logits.shape[1]).to(logits.dtype)
+        if self.logit_scale != 1:
+            logits = self.logit_scale * logits
         if self.loss is Loss.CE:
             return F.cross_entropy(logits, y, reduction="none")
         if self.loss is Loss.KL:
@@ -128,7 +144,7 @@ class PGD(Attack):
         x_adv = self.start(x, g)
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
-            loss = self.objective(self.model(x_adv), y, p_clean).sum()
+            loss = self.objective(self.forward(x_adv), y, p_clean).sum()
             grad, = torch.autograd.grad(loss, x_adv)
             x_adv = self.project(self.step(x_adv.detach(), grad), x)
         return x_adv.detach()
@@ -138,18 +154,18 @@ class PGD(Attack):
         p_clean = None
         if self.loss is Loss.KL:
             with torch.no_grad():
-                p_clean = F.softmax(self.model(x).float(), 1)
+                p_clean = F.softmax(self.logit_scale * self.forward(x).float(), 1)
         best = self.run_once(x, y, p_clean, generator)
         if self.restarts == 1:
             return best
         with torch.no_grad():
-            logits = self.model(best)
+            logits = self.forward(best)
             best_fooled = logits.argmax(1) != y
             best_loss = self.objective(logits, y, p_clean)
         for _ in range(self.restarts - 1):
             cand = self.run_once(x, y, p_clean, generator)
             with torch.no_grad():
-                logits = self.model(cand)
+                logits = self.forward(cand)
                 fooled = logits.argmax(1) != y
                 loss = self.objective(logits, y, p_clean)
             take = ~best_fooled & (fooled | (loss > best_loss))

@@ -36,6 +36,8 @@ class DatasetInfo:
     generator: str | None = None  # a function in bench.data.generated: the data is defined by a paper
     extends: str | None = None    # extra training data for this dataset (its classes, its image shape)
     classes: tuple[str, ...] | None = None   # class names in label order (an ImageFolder's class folders)
+    loader: str = "device"        # "device": decoded once, kept on the device; "stream": files decoded by
+                                  # workers per batch (bench/data/stream.py), for ImageNet-sized data
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -180,5 +182,37 @@ _add(DatasetInfo(
         Source("cifar10c_npy", "CIFAR-10-C", None,
                "CIFAR-10-C/{labels," + ",".join(CIFAR10C_CORRUPTIONS) + "}.npy",
                note="the published .npy files; no per-file checksums are published, so unverified"),
+    ),
+))
+
+_add(DatasetInfo(
+    # ILSVRC2012 (Deng et al., 2009), bring-your-own: 1.28M training and 50000 validation images
+    # (the validation set is the test set), streamed from the files with decode workers;
+    # training crops RandomResizedCrop(224) + flip, test Resize(256) + CenterCrop(224) (HE App. C.2).
+    "imagenet", 1000, (3, 224, 224), 1281167, 50000, augment="resized_crop_flip", loader="stream",
+    obtain="register at https://image-net.org (no automatic download) and place torchvision's ImageNet files "
+           "(ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar, ILSVRC2012_devkit_t12.tar.gz) in <data root>/imagenet, "
+           "or an ImageFolder tree imagenet/{train,val}/<wnid>/*.JPEG",
+    sources=(
+        Source("imagenet_tv", "imagenet", None,
+               "imagenet/{ILSVRC2012_img_train.tar,ILSVRC2012_img_val.tar,ILSVRC2012_devkit_t12.tar.gz} "
+               "(or as torchvision.datasets.ImageNet extracts them: imagenet/{meta.bin,train/<wnid>,val/<wnid>})",
+               note="torchvision's ImageNet layout: the archives' md5 is checked by torchvision when it extracts "
+                    "them, not re-checked here"),
+        Source("imagenet_folder", "imagenet", None, "imagenet/{train,val}/<wnid>/*.JPEG",
+               note="an ImageFolder tree: unverified"),
+    ),
+))
+_add(DatasetInfo(
+    # ImageNet-C (Hendrycks & Dietterich, ICLR 2019), test-only: the 15 benchmark corruptions at
+    # severities 1..5 of the 50000 validation images, 224×224 JPEGs in
+    # <corruption>/<severity>/<wnid>/; read by the measure 'corruptions' (source imagenetc).
+    "imagenetc", 1000, (3, 224, 224), 0, 50000, augment="none", loader="stream",
+    obtain="https://zenodo.org/record/2235448 (blur.tar, digital.tar, noise.tar, weather.tar; Hendrycks & "
+           "Dietterich 2019) extracted into <data root>/ImageNet-C",
+    sources=(
+        Source("imagenetc_folder", "ImageNet-C", None,
+               "ImageNet-C/{" + ",".join(CIFAR10C_CORRUPTIONS) + "}/{1..5}/<wnid>/*.JPEG",
+               note="the published JPEG folders; no per-file checksums are published, so unverified"),
     ),
 ))

@@ -131,3 +131,17 @@ class MixedLoader:
                    torch.cat([self.y[i], self.y_extra[e]]))
 
     __iter__ = batches
+
+
+def make_loader(data, split: str, batch_size: int, device: torch.device, *, shuffle: bool = False,
+                augment: str = "none", channels_last: bool = False):
+    """The loader a dataset asks for (``DatasetInfo.loader``), not the method: the device
+    loader, or the streaming loader with decode workers (bench/data/stream.py) for
+    ImageNet-sized data, whose training split gets the random resized crop and flip."""
+    s = getattr(data, split)
+    if data.info.loader == "stream":
+        from .stream import StreamLoader
+
+        mode = "train" if augment == "resized_crop_flip" else "resize_center_crop"
+        return StreamLoader(s, batch_size, device, shuffle=shuffle, mode=mode, channels_last=channels_last)
+    return DeviceLoader(s, batch_size, device, shuffle=shuffle, augment=augment, channels_last=channels_last)

@@ -41,6 +41,14 @@ def required(source: Source, path: Path, info: DatasetInfo) -> list[Path]:
         return [path / "wnids.txt", path / "train", path / "val" / "images", path / "val" / "val_annotations.txt"]
     if fmt == "cifar10c_npy":
         return [path / f"{c}.npy" for c in ("labels", *CIFAR10C_CORRUPTIONS)]
+    if fmt == "imagenet_tv":   # torchvision's ImageNet: extracted (meta.bin, train/, val/) or its three archives
+        if (path / "meta.bin").exists():
+            return [path / "meta.bin", path / "train", path / "val"]
+        return [path / f for f in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")]
+    if fmt == "imagenet_folder":
+        return [path / "train", path / "val"]
+    if fmt == "imagenetc_folder":
+        return [path / c / str(s) for c in CIFAR10C_CORRUPTIONS for s in range(1, 6)]
     if fmt in FILE_FORMATS:
         return [path]
     raise ValueError(f"unknown data format {fmt!r}")

@@ -125,9 +125,10 @@ def _decode_cached(info: DatasetInfo, source: Source, directory: Path) -> dict:
     return entry
 
 
-def _subset(split: Split, n: int | None, salt: int, first: bool = False) -> tuple[Split, str | None]:
+def _subset(split, n: int | None, salt: int, first: bool = False) -> tuple["Split", str | None]:
     """The first ``n`` of a fixed permutation of the split (or, with ``first``, its first
-    ``n`` in file order), and a short id of the chosen indices."""
+    ``n`` in file order), and a short id of the chosen indices. A streamed split (a file
+    manifest) subsets itself."""
     if n is None or n >= len(split.y):
         return split, None
     if first:
@@ -135,7 +136,8 @@ def _subset(split: Split, n: int | None, salt: int, first: bool = False) -> tupl
     else:
         g = torch.Generator().manual_seed(SUBSET_SEED + salt)
         idx = torch.randperm(len(split.y), generator=g)[:n].sort().values
-    return Split(split.x[idx], split.y[idx]), hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16]
+    sub = split.subset(idx) if hasattr(split, "subset") else Split(split.x[idx], split.y[idx])
+    return sub, hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16]
 
 
 def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (512, 256),
@@ -157,6 +159,8 @@ def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (
         xtr, ytr, xte, yte = synthetic.make(info, *synthetic_size)
         fp = dict(source="synthetic", exact=False, sha256=content_hash(xtr, ytr, xte, yte),
                   note="synthetic stand-in with the real shape and class count (smoke scale)")
+    elif source == "real" and info.loader == "stream":   # too large to decode: files streamed per batch
+        return _load_files(info, *locate(name), n_train, n_test)
     elif source == "real":
         src, directory = locate(name)
         entry = _decode_cached(info, src, directory)
@@ -179,6 +183,23 @@ def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (
               n_test=len(test.y), train_subset=train_idx, test_subset=test_idx)
     if test_idx is not None:
         fp["test_subset_rule"] = test_subset
+    return Loaded(info, train, test, fp)
+
+
+def _load_files(info: DatasetInfo, src: Source, directory: Path, n_train: int | None, n_test: int | None) -> Loaded:
+    """A streamed dataset (bench/data/stream.py): its file manifests, subset like a decoded
+    one, fingerprinted without decoding (manifest and a fixed sample of the files' bytes)."""
+    from . import stream
+
+    train, test, extracted = stream.imagenet_splits(src.format, directory)
+    fp = dict(source=f"{src.format}:{src.path}", exact=src.exact,
+              note=src.note + ("; extracted (and md5-checked) by torchvision in this job" if extracted else ""),
+              **stream.fingerprint({"train": train, "test": test}))
+    full_train, full_test = len(train), len(test)
+    train, train_idx = _subset(train, n_train, 0)
+    test, test_idx = _subset(test, n_test, 1)
+    fp.update(dataset=info.name, full_train=full_train, full_test=full_test, n_train=len(train.y),
+              n_test=len(test.y), train_subset=train_idx, test_subset=test_idx)
     return Loaded(info, train, test, fp)
 
 

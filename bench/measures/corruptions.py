@@ -12,6 +12,12 @@ the same rows, exactly the images RobustBench's loader takes for one corruption.
 accuracy on the whole CIFAR-10 test set: use the full test split for the same number).
 
 Sources:
+  "imagenetc": ImageNet-C's published JPEG folders (``$BENCH_DATA/ImageNet-C/<corruption>/
+      <severity>/<wnid>/``, HE Tables 5 and 12), streamed with decode workers
+      (bench/data/stream.py); ``n`` images per cell are a fixed random subset of the 50000
+      (the same for every cell), preprocessed by ``preprocess``: "resize_center_crop" (AT_HE's
+      ``validate_ImagetNet_C``: Resize(256) + CenterCrop(224) on the 224-px files, the
+      transform that produced HE's numbers) or "center_crop" (Hendrycks & Dietterich's).
   "cifar10c": the published files under the data root (``$BENCH_DATA/CIFAR-10-C/``, see
       :mod:`bench.data.corruptions`); the loader's images serve only for ``clean``.
       Missing files stop the measure before any evaluation, naming them.
@@ -27,9 +33,11 @@ Arguments (defaults):
   batch_size (None: the loader's batch size); accuracy does not depend on it,
   severities ([1, 2, 3, 4, 5]),
   corruptions (None: the 15 of the benchmark; for cifar10c the release's 4 extra ones may
-      be named too, they are not in the standard mean).
+      be named too, they are not in the standard mean),
+  preprocess ("resize_center_crop" | "center_crop"; imagenetc only).
 Input range: [0, 1] (uint8 pixels / 255, as RobustBench feeds its models).
 Result: n, clean, n_clean, mean, per_corruption {corruption: {"1".."5": accuracy}},
+per_corruption_mean {corruption: mean over severities} (HE Table 5's columns),
 per_severity {"1".."5": mean over corruptions}, source, corruptions, severities, and for
 cifar10c ``files`` (directory, file sizes, sha256 of labels.npy). Model in eval mode,
 no gradients, data on the loader's device, one host synchronisation at the end.
@@ -50,7 +58,8 @@ from ..errors import SpecError
 from . import MEASURES
 from .base import Measure
 
-SOURCES = {"cifar10c": "cifar10c", "synthetic": "synthetic corruptions of the test split"}
+SOURCES = {"cifar10c": "cifar10c", "imagenetc": "imagenetc", "synthetic": "synthetic corruptions of the test split"}
+PREPROCESS = ("resize_center_crop", "center_crop")
 
 
 def _file_record(directory: Path, corruptions: list[str]) -> dict[str, Any]:
@@ -64,7 +73,8 @@ def _file_record(directory: Path, corruptions: list[str]) -> dict[str, Any]:
 class Corruptions(Measure):
     name = "corruptions"
     defaults = {"source": "cifar10c", "n": None, "batch_size": None, "severities": [1, 2, 3, 4, 5],
-                "corruptions": None}
+                "corruptions": None, "preprocess": "resize_center_crop"}
+    choices = {"source": tuple(SOURCES), "preprocess": PREPROCESS}
 
     def __init__(self, model, helpers=None, **params):
         super().__init__(model, helpers, **params)
@@ -97,6 +107,9 @@ class Corruptions(Measure):
             root = data_root()
             directory = C.check_files(root, self.corruptions)      # before any work
             n = int(self.n) if self.n is not None else min(C.severity_size(root, c) for c in self.corruptions)
+        elif self.source == "imagenetc":
+            cell_split = self._imagenetc()                          # before any work
+            n = len(cell_split(*cells[0]).y)
         else:
             n = int(self.n) if self.n is not None else loader.n
             if n > loader.n:
@@ -113,11 +126,23 @@ class Corruptions(Measure):
                 if progress is not None:
                     progress.update(1)
             for i, (corruption, severity) in enumerate(cells):
+                if self.source == "imagenetc":
+                    from ..data.stream import StreamLoader
+
+                    for x, y in StreamLoader(cell_split(corruption, severity), bs, dev, mode=self.preprocess,
+                                             channels_last=cl).batches():
+                        correct[i] += self._correct(x, y, False)
+                        if progress is not None:
+                            progress.update(1)
+                    continue
                 if self.source == "cifar10c":
                     x_all, y_all = C.load_cifar10c(root, corruption, severity, n)
                     x_all, y_all = x_all.to(dev), y_all.to(dev)
-                else:
+                elif hasattr(loader, "x"):
                     x_all, y_all = loader.x[:n], loader.y[:n]
+                else:   # a streaming loader (synthetic ImageNet at the smoke scale): its first n images
+                    xs, ys = zip(*loader.batches())
+                    x_all, y_all = torch.cat(xs)[:n], torch.cat(ys)[:n]
                 for b, start in enumerate(range(0, n, bs)):
                     x = to_float(x_all[start:start + bs])
                     if self.source == "synthetic":
@@ -135,8 +160,29 @@ class Corruptions(Measure):
                         for s in self.severities}
         result = {"n": n, "clean": clean_acc, "n_clean": loader.n, "mean": sum(acc) / len(acc),
                   "per_corruption": per_corruption, "per_severity": per_severity,
+                  "per_corruption_mean": {c: sum(v.values()) / len(v) for c, v in per_corruption.items()},
                   "source": SOURCES[self.source], "corruptions": self.corruptions,
                   "severities": self.severities}
         if self.source == "cifar10c":
             result["files"] = _file_record(directory, self.corruptions)
+        if self.source == "imagenetc":
+            result["preprocess"] = self.preprocess
         return result
+
+    def _imagenetc(self):
+        """(corruption, severity) → the cell's FileSplit (``n`` of its images, a fixed subset),
+        after checking that every cell's folder is present."""
+        from ..data import stream
+        from ..data.locate import locate
+        from ..data.store import _subset
+
+        _, directory = locate("imagenetc")
+        missing = [f"{c}/{s}" for c in self.corruptions for s in self.severities if not (directory / c / str(s)).is_dir()]
+        if missing:
+            raise SpecError(f"ImageNet-C under {directory} lacks {', '.join(missing[:5])}")
+
+        def cell(corruption: str, severity: int):
+            split = stream.scan(directory / corruption / str(severity))
+            return _subset(split, None if self.n is None else int(self.n), 2)[0]
+
+        return cell

@@ -24,6 +24,14 @@ How an epoch runs is the method's too, through two general hooks the training lo
       declares how many in ``updates_per_batch``, so the lr schedule and the probes count
       optimiser steps. State a method keeps across batches (FreeAT's perturbation) goes
       through ``state_dict`` / ``load_state_dict`` into state.pt, so a resumed run is exact.
+
+A model with HE's head (bench/models/base.py) carries the scale s and margin m of its
+training loss: ``self.he`` (identity for a plain model) gives the losses s·(z − m·1_y)
+(``margin_logits``) and s·z (``scaled``), and the training attack sees the s-scaled output
+(``logit_scale``, as AT_HE's code does; a recipe that sets ``logit_scale`` keeps its own).
+``formulas`` declares the objective as data (Table 1 of HE renders them): {"plain" | "he":
+{"train": L_T, "adversarial": L_A, "train_here": …, "adversarial_here": …}} with {s}, {m}
+filled in from the run's head.
 """
 from __future__ import annotations
 
@@ -34,8 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import build as build_attack
+from ..attacks import ATTACKS, build as build_attack
 from ..components import Component
+from ..models.base import loss_params
 
 Update = Callable[..., torch.Tensor]   # update(loss or terms, x, y) -> the loss
 
@@ -47,16 +56,21 @@ class Method(Component):
     # forward-equivalents per training image besides the attack (a forward with its backward is 3,
     # a forward without gradients 1): what `bench plan --cost` counts (bench/cost.py)
     train_passes: ClassVar[float] = 3.0
+    formulas: ClassVar[dict[str, dict[str, str]]] = {}       # the objective as data (see the module docstring)
 
     def __init__(self, model: nn.Module, attack: dict[str, Any] | None = None,
                  helpers: dict[str, nn.Module] | None = None, **params: Any):
         self.model = model
         self.bind(params, helpers)
         self.autocast: Callable[[], Any] = contextlib.nullcontext   # the loop sets its bf16 autocast here
+        self.he = loss_params(model)   # HE's s and m (1, 0 without its head)
         self.attack_config = None
         self.attack = None
         if self.attack_defaults is not None:
             self.attack_config = self.training_attack(attack)
+            fields = getattr(ATTACKS.get(self.attack_config["name"]), "__dataclass_fields__", {})
+            if self.he.s != 1 and "logit_scale" in fields and "logit_scale" not in (attack or {}):
+                self.attack_config["logit_scale"] = self.he.s
             self.attack = build_attack(self.attack_config, model)
 
     @classmethod
@@ -69,6 +83,15 @@ class Method(Component):
         name = attack.pop("name", cls.attack_name)
         defaults = cls.attack_defaults if name == cls.attack_name else {}
         return {"name": name, **defaults, **attack}
+
+    @classmethod
+    def declaration(cls, config: dict[str, Any]) -> dict[str, str]:
+        """The objective as this method declares it, for a run config: the HE form when the
+        run's model head normalises features and weights, else the plain one."""
+        head = ((config.get("model") or {}).get("head")) or {}
+        form = cls.formulas.get("he" if head.get("fn") and head.get("wn") else "plain", {})
+        values = {"s": f"{head.get('s', 1.0):g}", "m": f"{head.get('m', 0.0):g}"}
+        return {k: v.format(**values) for k, v in form.items()}
 
     def resolved(self) -> dict[str, Any]:
         """Everything that defines the objective, for the run log."""

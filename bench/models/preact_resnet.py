@@ -2,7 +2,7 @@
 SVHN and Tiny-ImageNet-200 and by Rice et al. (2020).
 
 Arguments: ``blocks`` per stage (PreAct ResNet-18: [2, 2, 2, 2]), base ``width`` (64),
-``num_classes``, ``in_channels``, optional ``mean``/``std``. Global average pooling
+``num_classes``, ``in_channels``, optional ``mean``/``std``, ``head`` (HE's head, models/base.py). Global average pooling
 after the final BN-ReLU, so 32×32 and 64×64 inputs share the code. Input range [0, 1].
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import MODELS
-from .base import Normalize
+from .base import Normalize, classifier
 
 
 class PreActBlock(nn.Module):
@@ -36,7 +36,7 @@ class PreActBlock(nn.Module):
 @MODELS.register("preact_resnet")
 class PreActResNet(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, blocks=(2, 2, 2, 2), width: int = 64,
-                 mean=None, std=None):
+                 mean=None, std=None, head=None):
         super().__init__()
         self.normalize = Normalize(mean, std, in_channels)
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
@@ -48,7 +48,7 @@ class PreActResNet(nn.Module):
                 cin = cout
         self.layers = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(cin)
-        self.linear = nn.Linear(cin, num_classes)
+        self.linear = classifier(cin, num_classes, head)
 
     def forward(self, x):
         out = self.layers(self.conv1(self.normalize(x)))

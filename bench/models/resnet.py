@@ -2,7 +2,7 @@
 
 Arguments: ``blocks`` per stage (ResNet-18: [2, 2, 2, 2]), base ``width`` (64; stages
 use width·[1, 2, 4, 8]), ``num_classes``, ``in_channels``, optional ``mean``/``std``
-for normalisation inside the model. 3×3 stem without max-pooling; global average
+for normalisation inside the model, ``head`` (HE's head, models/base.py). 3×3 stem without max-pooling; global average
 pooling (identical to the usual 4×4 pooling at 32×32, and size-agnostic for 64×64).
 Input range [0, 1].
 """
@@ -12,7 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import MODELS
-from .base import Normalize
+from .base import Normalize, classifier
 
 
 class BasicBlock(nn.Module):
@@ -35,7 +35,7 @@ class BasicBlock(nn.Module):
 @MODELS.register("resnet")
 class ResNet(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, blocks=(2, 2, 2, 2), width: int = 64,
-                 mean=None, std=None):
+                 mean=None, std=None, head=None):
         super().__init__()
         self.normalize = Normalize(mean, std, in_channels)
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
@@ -47,7 +47,7 @@ class ResNet(nn.Module):
                 layers.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
                 cin = cout
         self.layers = nn.Sequential(*layers)
-        self.linear = nn.Linear(cin, num_classes)
+        self.linear = classifier(cin, num_classes, head)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(self.normalize(x))))

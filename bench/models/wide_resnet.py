@@ -1,7 +1,7 @@
 """Wide ResNet (Zagoruyko & Komodakis, 2016) for CIFAR-sized inputs: WRN-depth-widen.
 
 Arguments: ``depth`` (6n+4: 28, 34, …; 10 for the reduced scales), ``widen`` (k),
-``dropout`` (0), ``num_classes``, ``in_channels``, optional ``mean``/``std``.
+``dropout`` (0), ``num_classes``, ``in_channels``, optional ``mean``/``std``, ``head`` (HE's head, models/base.py).
 Stages of 16·k, 32·k, 64·k channels with pre-activation basic blocks. Input range [0, 1].
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import MODELS
-from .base import Normalize
+from .base import Normalize, classifier
 
 
 class WideBlock(nn.Module):
@@ -36,7 +36,7 @@ class WideBlock(nn.Module):
 @MODELS.register("wide_resnet")
 class WideResNet(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, depth: int = 34, widen: int = 10,
-                 dropout: float = 0.0, mean=None, std=None):
+                 dropout: float = 0.0, mean=None, std=None, head=None):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
@@ -51,7 +51,7 @@ class WideResNet(nn.Module):
                 cin = cout
         self.layers = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(cin)
-        self.linear = nn.Linear(cin, num_classes)
+        self.linear = classifier(cin, num_classes, head)
 
     def forward(self, x):
         out = self.layers(self.conv1(self.normalize(x)))

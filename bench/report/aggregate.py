@@ -12,7 +12,8 @@ from ..errors import BenchError
 from ..fileio import read_json
 from ..plan import Cell, Plan, Table, published_cells
 from . import claims as claims_mod
-from .verdicts import ABSENT, CITED, cell_verdict, param_verdict
+from .verdicts import (ABSENT, CITED, DECLARED, DIFFERS, HARDWARE, REPRODUCED, cell_verdict,
+                       param_verdict)
 
 
 @dataclass
@@ -25,6 +26,7 @@ class CellResult:
     note: str = ""
     exact: bool = True        # computed on exact (not substitute) data
     reason: str = ""          # why there is no mean although results exist, e.g. "NaN"
+    text: str | None = None   # a declaration cell's text (HE Table 1: the objectives)
 
     @property
     def n(self) -> int:
@@ -64,6 +66,13 @@ class TableResult:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)          # displayed rows
     imported: list[str] = field(default_factory=list)                      # weights of models not trained here
     compute: dict[str, Any] = field(default_factory=dict)                  # measured hours behind the table
+    hardware: dict[str, list[str]] = field(default_factory=dict)           # "training" / "evaluation" → devices
+
+
+def device_name(env: dict[str, Any] | None) -> str:
+    """The device a job ran on, from its recorded environment."""
+    env = env or {}
+    return env.get("cuda_device") or (f"CPU ({env['cpu']})" if env.get("cpu") else "CPU")
 
 
 def _stat(values: list[float], stat: str) -> tuple[float | None, float | None]:
@@ -100,9 +109,10 @@ def training_budget(configs: list[dict[str, Any]]) -> str:
         images = join(c["data"].get("n_train") or "all" for c in trained)
         extra = join(f" + {e['n'] or 'all'} extra images ({e['dataset']}, {e['fraction']:g} of every batch)"
                      for e in (c["data"].get("extra") for c in trained) if e)
-        steps = join(c["attack"].get("steps", "?") for c in trained)
+        steps = join(f"{c['attack']['steps']}-step" if "steps" in c["attack"] else f"{c['method']['name']}'s"
+                     for c in trained)
         parts.append(f"{join(c['epochs'] for c in trained)} epochs on {images} training images{extra}, "
-                     f"{steps}-step training attack, {models}")
+                     f"{steps} training attack, {models}")
     for c in configs:
         if "pretrained" in c:
             p = c["pretrained"]
@@ -119,6 +129,16 @@ def _param_cell(plan: Plan, cell: Cell) -> CellResult:
         raise ValueError(f"{cell.param} differs between the seeds of {cell.row}/{cell.setting}: {values}")
     value = float(values[0]) if values else None
     return CellResult(cell, [value] if values else [], value, None, param_verdict(value, cell.published))
+
+
+def _declared_cell(plan: Plan, cell: Cell) -> CellResult:
+    """What the row's method declares under ``cell.declared`` for its run config (e.g. its
+    training objective with and without HE), as text."""
+    from ..methods import METHODS
+
+    texts = sorted({METHODS.get(plan.run(r).config["method"]["name"]).declaration(plan.run(r).config)
+                   .get(cell.declared, "–") for r in cell.runs}) or ["–"]
+    return CellResult(cell, [], None, None, DECLARED, text=" / ".join(texts))
 
 
 def _match(table: Table, out: TableResult) -> None:
@@ -236,6 +256,9 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         if cell.param is not None:
             out.cells.append(_param_cell(plan, cell))
             continue
+        if cell.declared is not None:
+            out.cells.append(_declared_cell(plan, cell))
+            continue
         if cell.quoted:   # quoted from earlier work: the paper's number, never regenerated
             out.cells.append(CellResult(cell, [], None, None, CITED if cell.published is not None else ABSENT,
                                         f"cited: {cell.quoted}"))
@@ -248,8 +271,10 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
         exact = all(r["train_dataset"].get("exact") is not False for r in got)
         verdict = cell_verdict(planned=bool(cell.evals), mean=mean, std=std, published=cell.published,
                                std_pub=cell.std, paper_scale=paper_scale, exact_data=exact)
+        if table.spec["columns"][cell.column].get("hardware") and verdict in (REPRODUCED, DIFFERS):
+            verdict = HARDWARE    # e.g. training minutes on the paper's GPUs: only ratios are claimed
         absent = sorted(cell.datasets & set(missing))
-        note = f"{', '.join(absent)} absent" if absent and cell.evals else ""
+        note = f"{', '.join(absent)} absent" if absent and cell.evals else (cell.note or "")
         if bad:
             note = f"a result is {'/'.join(bad)}"
         out.cells.append(CellResult(cell, values, mean, std, verdict, note, exact, reason="/".join(bad)))
@@ -281,11 +306,15 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
     for c in out.cells:
         runs = {results[k]["run_id"] for k in c.cell.evals if k in results}
         if runs and (c.cell.row, c.cell.setting) not in out.throughput:
-            measured = [read_json(layout.run_dir(plan.scale_name, r) / "run.json")["throughput"] for r in sorted(runs)]
-            speeds = [m["images_per_s"] for m in measured if m]   # none for a model not trained here
+            infos = [read_json(layout.run_dir(plan.scale_name, r) / "run.json") for r in sorted(runs)]
+            speeds = [i["throughput"]["images_per_s"] for i in infos if i["throughput"]]   # none: not trained here
+            out.hardware.setdefault("training", [])
+            out.hardware["training"] += [device_name(i.get("environment")) for i in infos if i["throughput"]]
             if speeds:
                 out.throughput[(c.cell.row, c.cell.setting)] = statistics.fmean(speeds)
 
+    out.hardware["evaluation"] = [device_name(e) for e in out.environments if e]
+    out.hardware = {k: sorted(set(v)) for k, v in out.hardware.items() if v}
     out.rows = dict(table.spec["rows"])
     if "match" in table.spec:
         _match(table, out)

@@ -1,7 +1,7 @@
 """Regression of a rendered target against pinned reference numbers (the nightly check).
 
 ``bench pin`` copies a rendered table's per-cell means, stds and dataset fingerprints (its
-.csv; a figure's comparison .csv alike) to ``tests/reference/<scale>/data-<key>/<name>.csv``,
+.csv; a figure's .cells.csv alike) to ``tests/reference/<scale>/data-<key>/<name>.csv``,
 where the key is a digest of the fingerprints of the data the numbers were computed on, with
 a ``<name>.json`` saying which data that is. ``bench regress`` renders nothing: it compares a
 fresh rendering with the pin *made on the same data* and fails loudly, naming every cell that
@@ -32,8 +32,8 @@ def _cells(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
 
 
 def rendered_csv(stem: str) -> Path:
-    """The comparison a target's rendering writes: tables/x.csv, or a figure's figures/x.cmp.csv."""
-    return Path(f"{stem}.csv") if stem.startswith("tables/") else Path(f"{stem}.cmp.csv")
+    """The cells a target's rendering writes: tables/x.csv, or a figure's figures/x.cells.csv."""
+    return Path(f"{stem}.csv") if stem.startswith("tables/") else Path(f"{stem}.cells.csv")
 
 
 def data_key(cells: dict[tuple[str, str, str], dict[str, str]]) -> str:

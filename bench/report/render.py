@@ -32,6 +32,8 @@ def fmt_pub(c: CellResult) -> str:
 
 
 def fmt_regen(c: CellResult, with_n: bool = False) -> str:
+    if c.text is not None:
+        return c.text
     if c.cell.param is not None:
         return _num(c.mean)
     if c.cell.quoted:
@@ -85,6 +87,8 @@ def fmt_tex(c: CellResult) -> str:
     verdict's mark where there is one (paper scale, exact data)."""
     pub = "" if c.cell.published is None else " (" + _num(c.cell.published) + (
         rf"{{\scriptsize$\pm${_num(c.cell.std)}}}" if c.cell.std is not None else "") + ")"
+    if c.text is not None:
+        return tex(c.text)
     if c.cell.quoted:
         return "--" if c.cell.published is None else rf"{_num(c.cell.published)}$^\dagger$"
     regen = (f"n/a ({c.reason})" if c.reason else "--") if c.mean is None else _num(c.mean) + (
@@ -112,6 +116,7 @@ def _context(res: TableResult, plan: Plan) -> dict:
         row_header=t.spec.get("row_header", "Algorithm"), cells=res.cells, claims=res.claims,
         choices=t.paper_spec.get("choices", []), throughput=res.throughput, compute=res.compute,
         device=sorted({e.get("cuda_device", "CPU") for e in res.environments}), cell=lambda r, s, c: lookup[(r, s, c)],
+        hardware=res.hardware,
         fmt_pub=fmt_pub, fmt_regen=fmt_regen, fmt_delta=fmt_delta, fmt_claim=fmt_claim,
         exactness=exactness, tex=tex, fmt_tex=fmt_tex, aggregation_text=aggregation_text(t),
         tex_label=f"tab:{t.paper}-{t.table}" + ("" if res.scale == layout.PAPER_SCALE else f"-{res.scale}"),
@@ -132,7 +137,7 @@ def to_csv(res: TableResult) -> str:
         fp = res.datasets.get(c.cell.dataset, {}) if c.n else {}
         w.writerow([res.table.paper, res.table.table, res.scale, c.cell.setting, c.cell.row, c.cell.column,
                     c.cell.published, c.cell.std, c.mean, c.std, c.n, c.delta, c.verdict,
-                    " ".join(f"{v:.4f}" for v in c.values), fp.get("sha256", "")])
+                    c.text if c.text is not None else " ".join(f"{v:.4f}" for v in c.values), fp.get("sha256", "")])
     return buf.getvalue()
 
 
@@ -156,6 +161,6 @@ def _render(plan: Plan, table: Table, missing: dict[str, str] | None) -> list[Pa
         return [write_text(f"{table.stem}{ext}", text) for ext, text in outputs.items()]
     from .figures import draw
 
-    outputs[".cmp.csv"] = to_csv(res)   # the cell comparison (the .csv is the plotted data)
     written = draw(plan, res)
+    outputs[".cells.csv"] = to_csv(res)   # the cells in the tables' CSV form, for `bench pin` / `bench regress`
     return written + [write_text(f"{table.stem}{ext}", text) for ext, text in outputs.items()]

@@ -15,6 +15,8 @@ CITED = "cited, not regenerated"
 MATCHES = "matches the runs"
 NOT_REPORTED = "not in paper"
 ABSENT = "–"
+DECLARED = "declared by the method"
+HARDWARE = "hardware-bound: not compared"
 
 RULE = (f"reproduced when |Δ| ≤ max({ABS_TOL:g} pp, {K_STD:g}·√(std_pub² + std_regen²)); "
         f"verdicts against published numbers are only given at the paper scale on exact data")
