@@ -23,7 +23,8 @@ def batch(n=16, seed=0):
 def make(name, model, **params):
     cls = METHODS.get(name)
     helpers = {"helper": tiny_model()} if cls.helpers_required else None
-    return cls(model, dict(ATTACK), helpers=helpers, **params)
+    attack = dict(ATTACK) if cls.attack_name == "pgd" else {"eps": ATTACK["eps"], "steps": ATTACK["steps"]}
+    return cls(model, attack, helpers=helpers, **params)
 
 
 def params_after_steps(name, steps=4, **params):
