@@ -16,6 +16,8 @@ Arguments (defaults):
   logit_scale (1.0), margin (0.0): the loss sees s·(z − m·1_y) instead of the output z (HE's
       Eq. 6: the training loss as adversarial objective, HE's adaptive attack and AT_HE's
       training attacks; KL scales both sides and takes no margin),
+  eps_scale (None): per-channel factors on ε, the step and the uniform start (ℓ∞ only): the
+      ε-ball of an attack in a normalised input space, e.g. σ = (0.3081,) for MNIST (DRA §2.6),
   bn_mode ("eval" | "train").
 Losses are summed over the batch, so each example's gradient is its own. With
 several restarts an example keeps the first restart that fools the model, else the
@@ -78,6 +80,7 @@ class PGD(Attack):
     bounds: tuple[float, float] | None = (0.0, 1.0)
     logit_scale: float | str = 1.0
     margin: float | str = 0.0
+    eps_scale: list | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,6 +98,15 @@ class PGD(Attack):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The output the objective is computed on (the model's; pgd_fn: its FN logits)."""
         return self.model(x)
+        if self.eps_scale is not None and (self.norm is not Norm.LINF or not isinstance(self.eps_scale, (list, tuple))
+                                           or any(number(s) <= 0 for s in self.eps_scale)):
+            raise SpecError(f"eps_scale must be a list of positive per-channel factors (ℓ∞), got {self.eps_scale!r}")
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor | float:
+        """The per-channel factor on ε and the step (1 without eps_scale)."""
+        if self.eps_scale is None:
+            return 1.0
+        return torch.tensor([number(s) for s in self.eps_scale], device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
 
     def objective(self, logits: torch.Tensor, y: torch.Tensor, p_clean: torch.Tensor | None
                   ) -> torch.Tensor:
@@ -116,7 +128,7 @@ class PGD(Attack):
         if self.random_start is Start.NORMAL:
             delta = self.normal_std * torch.randn(x.shape, device=x.device, generator=g)
         elif self.norm is Norm.LINF:
-            delta = (torch.rand(x.shape, device=x.device, generator=g) * 2 - 1) * self.eps
+            delta = (torch.rand(x.shape, device=x.device, generator=g) * 2 - 1) * self.eps * self.scale(x)
         else:  # uniform in the ℓ2 ball: Gaussian direction, radius ε·U^(1/d)
             d = torch.randn(x.shape, device=x.device, generator=g)
             u = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, generator=g)
@@ -130,14 +142,15 @@ class PGD(Attack):
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         delta = x_adv - x
         if self.norm is Norm.LINF:
-            delta = delta.clamp(-self.eps, self.eps)
+            delta = delta.clamp(-self.eps, self.eps) if self.eps_scale is None else \
+                torch.maximum(torch.minimum(delta, self.eps * self.scale(x)), -self.eps * self.scale(x))
         else:
             delta = delta * (self.eps / _flat_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
         return self.clamp(x + delta)
 
     def step(self, x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if self.norm is Norm.LINF:
-            return x_adv + self.step_size * grad.sign()
+            return x_adv + self.step_size * self.scale(x_adv) * grad.sign()
         return x_adv + self.step_size * grad / _flat_norm(grad).clamp_min(1e-12)
 
     def run_once(self, x, y, p_clean, g):

@@ -18,6 +18,10 @@ MODELS: Registry = Registry("model", "bench.models")
 ALIASES: dict[str, dict[str, Any]] = {
     "resnet18": {"name": "resnet", "blocks": [2, 2, 2, 2], "width": 64},
     "resnet34": {"name": "resnet", "blocks": [3, 4, 6, 3], "width": 64},
+    "resnet50": {"name": "resnet", "block": "bottleneck", "blocks": [3, 4, 6, 3], "width": 64},
+    "resnet101": {"name": "resnet", "block": "bottleneck", "blocks": [3, 4, 23, 3], "width": 64},
+    "trades_example_net": {"name": "mnist_cnn", "c1": 20, "c2": 50, "hidden": 500, "dropout": 0.0},
+    "trades_net_mnist": {"name": "mnist_cnn", "c1": 10, "c2": 20, "hidden": 50, "dropout": 0.5},
     "preact_resnet18": {"name": "preact_resnet", "blocks": [2, 2, 2, 2], "width": 64},
     "wrn28_10": {"name": "wide_resnet", "depth": 28, "widen": 10},
     "wrn34_10": {"name": "wide_resnet", "depth": 34, "widen": 10},
