@@ -182,6 +182,12 @@ class Table:
         agg = {**self.paper_spec["aggregation"], **self.spec.get("aggregation", {})}
         return {**agg, "seeds": agg["seeds"][:self.seeds]}
 
+    def setting_seeds(self, sid: str) -> list[int]:
+        """The seeds of a setting's cells: its own ``seeds`` (a setting the paper ran once,
+        e.g. FAT's WRN-58-10) or the table's, capped by the scale."""
+        own = self.spec["settings"][sid].get("seeds")
+        return self.aggregation["seeds"] if own is None else own[:self.seeds]
+
     @property
     def datasets(self) -> list[str]:
         return sorted({d for c in self.cells if c.evals for d in c.datasets})
@@ -396,6 +402,12 @@ class Plan:
             _, proto = self._protocol(spec, sel_proto, eps)
             selection["attack"] = deep_merge(proto["attack"], sc.get("selection", {}).get("attack", {}))
         data = self._data()
+        if "classes" in train:   # a class subset of the dataset, relabelled 0…k−1 (bench.data.store.load)
+            classes, k = train["classes"], DATASETS.get(setting["dataset"]).num_classes
+            if len(set(classes)) != len(classes) or not all(isinstance(c, int) and 0 <= c < k for c in classes):
+                raise SpecError(f"{loc}: classes must be distinct labels of {setting['dataset']} (0..{k - 1}), "
+                                f"got {classes}")
+            data["classes"] = list(classes)
         if "extra" in train:  # robust self-training: extra pseudo-labelled images in every batch
             info = DATASETS.get(train["extra"]["dataset"])
             if info.extends != setting["dataset"]:
@@ -583,7 +595,7 @@ class Plan:
         for (_, cid), (_, proto) in protocols.items():
             if "probe" in proto:
                 for sid, rid in ((s, r) for s in table["settings"] for r in table["rows"]):
-                    for seed in target.aggregation["seeds"]:
+                    for seed in target.setting_seeds(sid):
                         run = self._run(spec, tid, table, sid, rid, seed)
                         if run is not None and proto["probe"]["name"] not in run.config.get("probes", {}):
                             raise SpecError(f"{where}: column {cid!r} reads probe {proto['probe']['name']!r}, "
@@ -594,8 +606,8 @@ class Plan:
                 if columns[cid]["metric"].split(".")[0] not in gives:
                     raise SpecError(f"{where}: column {cid!r} reads metric {columns[cid]['metric']!r} of an attack "
                                     f"protocol; attack {proto['attack']['name']!r} gives {', '.join(gives)}")
-        seeds = target.aggregation["seeds"]
         for sid, setting in table["settings"].items():
+            seeds = target.setting_seeds(sid)
             for rid in table["rows"]:
                 runs = [self._run(spec, tid, table, sid, rid, seed) for seed in seeds]
                 run_ids = list(dict.fromkeys(r.id for r in runs if r is not None))   # a pretrained row: one run

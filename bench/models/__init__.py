@@ -19,6 +19,12 @@ ALIASES: dict[str, dict[str, Any]] = {
     "preact_resnet18": {"name": "preact_resnet", "blocks": [2, 2, 2, 2], "width": 64},
     "wrn28_10": {"name": "wide_resnet", "depth": 28, "widen": 10},
     "wrn34_10": {"name": "wide_resnet", "depth": 34, "widen": 10},
+    # FAT's Table 1 "WRN-32-10" is the authors' Wide_ResNet_Madry(depth=32): (32−2)/6 = 5 blocks
+    # per stage, the same blocks, widths and forward as WRN-34-10 ((34−4)/6 = 5), 46,160,474
+    # parameters; the suite builds it as WRN-34-10 under the paper's name.
+    "wrn32_10": {"name": "wide_resnet", "depth": 34, "widen": 10},
+    "wrn58_10": {"name": "wide_resnet", "depth": 58, "widen": 10},
+    "wrn40_4": {"name": "wide_resnet", "depth": 40, "widen": 4},
 }
 
 
