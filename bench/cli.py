@@ -30,18 +30,22 @@ def cmd_targets(args) -> None:
 
 def cmd_published(args) -> None:
     from . import specs
-    from .plan import published_cells
+    from .plan import published_cells, quoted_rows
 
     w = csv.writer(sys.stdout, lineterminator="\n")
     if args.csv:
-        w.writerow(["paper", "table", "setting", "row", "column", "value", "std"])
+        w.writerow(["paper", "table", "setting", "row", "column", "value", "std", "cited"])
     for paper in specs.names():
-        for table, setting, row, column, value, std in published_cells(specs.load(paper)):
-            fields = [paper, table, setting, row, column, value, "" if std is None else std]
+        spec = specs.load(paper)
+        cited = quoted_rows(spec)
+        for table, setting, row, column, value, std in published_cells(spec):
+            source = cited.get((table, row), "")
+            fields = [paper, table, setting, row, column, value, "" if std is None else std, source]
             if args.csv:
                 w.writerow(fields)
             else:
-                print(f"{paper} {table} {setting}/{row}/{column}: {value}" + ("" if std is None else f" ± {std}"))
+                print(f"{paper} {table} {setting}/{row}/{column}: {value}" + ("" if std is None else f" ± {std}")
+                      + (f" (cited: {source})" if source else ""))
 
 
 def cmd_validate(args) -> None:
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--scale")
     sp.set_defaults(fn=cmd_targets)
     sp = sub.add_parser("published", help="every transcribed published number")
-    sp.add_argument("--csv", action="store_true", help="CSV: paper,table,setting,row,column,value,std")
+    sp.add_argument("--csv", action="store_true", help="CSV: paper,table,setting,row,column,value,std,cited "
+                                                          "(cited: the source of a number the paper quotes from earlier work)")
     sp.set_defaults(fn=cmd_published)
     sub.add_parser("validate", help="validate every spec and scale").set_defaults(fn=cmd_validate)
     sp = with_scale(sub.add_parser("plan", help="runs and evaluations behind the targets"))

@@ -252,6 +252,16 @@ def published_cells(spec: dict[str, Any]):
                     yield tid, sid, rid, cid, value, std
 
 
+def quoted_rows(spec: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(table, row) → source, for the rows a paper quotes from earlier work (``quoted``)."""
+    targets = {**spec["tables"], **spec.get("figures", {})}
+    out = {}
+    for tid, table in targets.items():
+        rows = table.get("rows") or targets.get(table.get("like"), {}).get("rows", {})
+        out.update({(tid, rid): row["quoted"]["source"] for rid, row in rows.items() if "quoted" in row})
+    return out
+
+
 class Plan:
     def __init__(self, scale: str, papers: list[str] | None = None, overrides: dict[str, Any] | None = None):
         self.scale_name = scale

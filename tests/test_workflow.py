@@ -34,7 +34,7 @@ def test_bench_targets_lists_every_scale():
 
 def test_bench_published_csv():
     rows = list(csv.DictReader(io.StringIO(sh("bench", "published", "--csv").stdout)))
-    assert list(rows[0]) == ["paper", "table", "setting", "row", "column", "value", "std"]
+    assert list(rows[0]) == ["paper", "table", "setting", "row", "column", "value", "std", "cited"]
     hat = [r for r in rows if r["paper"] == "hat" and r["table"] == "table2"]
     assert len(hat) == 38 and all(r["std"] == "" for r in hat)
 

@@ -1,8 +1,10 @@
 """Regression of a rendered table against pinned reference numbers (the nightly check).
 
 ``bench pin`` copies a rendered table's per-cell means, stds and dataset fingerprints to
-``tests/reference/<scale>/<paper>_<table>.csv``; ``bench regress`` compares a fresh
-rendering with that file and fails loudly, naming every cell that drifted. A cell drifts
+``tests/reference/<scale>/<paper>_<table>.csv`` (a figure's: its .csv of plotted points,
+whose plotters write the same per-cell columns, e.g. sweep_curve and setting_panels);
+``bench regress`` compares a fresh rendering with that file and fails loudly, naming every
+cell that drifted. A cell drifts
 when |Δ| > max(ABS_TOL, K_STD·std_pinned); a pinned cell that is now missing, or a
 dataset whose fingerprint changed, is a failure too.
 """
@@ -19,19 +21,28 @@ K_STD = 3.0
 REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "reference"
 
 
+CELL_COLUMNS = ("setting", "row", "column", "mean", "std", "dataset_sha256")
+
+
 def reference_path(stem: str) -> Path:
-    return REFERENCE / (stem.removeprefix("tables/") + ".csv")
+    return REFERENCE / (stem.removeprefix("tables/").removeprefix("figures/") + ".csv")
 
 
 def _cells(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
     with open(path, newline="") as f:
-        return {(r["setting"], r["row"], r["column"]): r for r in csv.DictReader(f)}
+        reader = csv.DictReader(f)
+        missing = [c for c in CELL_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BenchError(f"{path} has no per-cell columns {missing}: its plot kind writes other data, so it "
+                             f"cannot be pinned or regressed (pin a table, or a figure whose plotter writes them)")
+        return {(r["setting"], r["row"], r["column"]): r for r in reader}
 
 
 def pin(stem: str) -> Path:
     src, dst = Path(f"{stem}.csv"), reference_path(stem)
     if not src.exists():
         raise BenchError(f"{src} does not exist: build {stem}.md first")
+    _cells(src)   # a CSV with the per-cell columns, or one clear error
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     return dst
