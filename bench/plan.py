@@ -271,6 +271,7 @@ class Plan:
         self.evals: dict[str, Evaluation] = {}
         self.tables: dict[str, Table] = {}
         self._memo: dict[tuple, Run | None] = {}
+        self._protocols: dict[tuple, tuple[str, dict[str, Any]]] = {}
         for paper in papers or specs.names():
             self._add_paper(specs.load(paper))
 
@@ -285,7 +286,14 @@ class Plan:
         return deep_merge(self._recipe(spec, base, chain + (name,)), recipe) if base else recipe
 
     def _protocol(self, spec: dict, name: str, attack: dict | None = None) -> tuple[str, dict[str, Any]]:
-        """The resolved protocol ``name`` (its attack updated by ``attack``) and its id."""
+        """The resolved protocol ``name`` (its attack updated by ``attack``) and its id; resolved
+        once per distinct (paper, name, attack) and shared, like a run (never mutated)."""
+        key = (spec["paper"], name, canonical(attack or {}))
+        if key not in self._protocols:
+            self._protocols[key] = self._resolve_protocol(spec, name, attack)
+        return self._protocols[key]
+
+    def _resolve_protocol(self, spec: dict, name: str, attack: dict | None) -> tuple[str, dict[str, Any]]:
         if name not in spec["protocols"]:
             raise SpecError(f"{spec['paper']}: unknown protocol {name!r}; known: {sorted(spec['protocols'])}")
         proto = copy.deepcopy(spec["protocols"][name])
@@ -383,11 +391,11 @@ class Plan:
             return run
         loc = f"bench/specs/{spec['paper']}.yaml: {tid}, row {rid}, setting {sid}"
         row_train = dict(row.get("train", {}))   # a row may start from another recipe ("base")
-        train = self._recipe(spec, row_train.pop("base", setting["recipe"]))
+        train = copy.deepcopy(self._recipe(spec, row_train.pop("base", setting["recipe"])))   # this run's own copy
         for patch in (setting.get("train", {}), row_train, over.get("train", {})):   # setting, row, row × setting
-            train = deep_merge(train, patch)
+            train = deep_merge(train, patch) if patch else train
         eps = setting_attack(setting)          # the setting's ε, if it states one
-        train = deep_merge(train, {"attack": eps})
+        train = deep_merge(train, {"attack": eps}) if eps else {**train, "attack": train.get("attack", {})}
         method = deep_merge(row["method"], over.get("method", {}))
         METHODS.check(method["name"])
         DATASETS.get(setting["dataset"])
