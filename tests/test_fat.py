@@ -604,3 +604,18 @@ def test_released_checkpoints_absent_stop_before_any_job(tmp_path):
     assert out.returncode != 0 and "partial=1" in text
     assert "robustbench/cifar10/Linf/Zhang2019Theoretically.pt" in text or "checkpoints/mart_wrn34_10.pt" in text
     assert not (tmp_path / "results").exists() and not (tmp_path / "tables").exists()
+
+
+def test_small_cnn_pools_only_off_its_native_size():
+    """At 32×32 the 4×4 average pool before fc1 is the identity: the authors' forward."""
+    from bench.models import build
+
+    torch.manual_seed(0)
+    m = build({"name": "small_cnn", "width": 8}, 10).eval()
+    x = torch.rand(2, 3, 32, 32)
+    h = x
+    for b in (1, 2, 3):
+        for k in (1, 2):
+            h = m.activ(getattr(m, f"batchnorm{b}_{k}")(getattr(m, f"block{b}_conv{k}")(h)))
+        h = getattr(m, f"block{b}_pool1")(h)
+    assert torch.equal(m(x), m.fc2(m.activ(m.fc1(h.view(2, -1)))))

@@ -9,7 +9,7 @@ from bench.errors import SpecError
 from bench.models import ALIASES, MODELS, build, expand
 
 SMALL = {"resnet": {"width": 4, "blocks": [1, 1, 1, 1]}, "preact_resnet": {"width": 4, "blocks": [1, 1, 1, 1]},
-         "wide_resnet": {"depth": 10, "widen": 1}, "mlp": {"hidden": 8}, "lenet": {},
+         "wide_resnet": {"depth": 10, "widen": 1}, "mlp": {"hidden": 8}, "lenet": {}, "small_cnn": {"width": 4},
          # a RobustBench zoo model is one fixed network: it builds for its own dataset's shape only
          "robustbench": {"id": "Standard", "dataset": "cifar10", "threat_model": "Linf"}}
 VECTOR_MODELS = {"mlp"}

@@ -9,12 +9,14 @@ fc1, fc2), so its checkpoints load as they are.
 Arguments: ``width`` (64: channels 64, 128, 196 and 256 hidden units, 1,639,282 parameters for
 10 classes; a smaller width scales every layer: round(w·[1, 2, 196/64]) channels and 4·w hidden
 units, for the reduced scales), ``num_classes``, ``in_channels``, optional ``mean``/``std``.
-Input: 32×32 images in [0, 1] (CIFAR-10, SVHN).
+Input: images in [0, 1], 32×32 as in the paper (CIFAR-10, SVHN); the last maps are
+average-pooled to 4×4 before fc1, the identity at 32×32, so other sizes build too.
 Numbered layers (FAT Figs. 3, 11): #1–#6 the six convolutions, each after its BatchNorm and
 ReLU (before pooling); #7 fc1 after ReLU; #8 the logits (bench/measures/layer_embedding.py).
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
 from . import MODELS
@@ -52,5 +54,5 @@ class SmallCNN(nn.Module):
             for k in (1, 2):
                 x = self.activ(getattr(self, f"batchnorm{b}_{k}")(getattr(self, f"block{b}_conv{k}")(x)))
             x = getattr(self, f"block{b}_pool1")(x)
-        x = self.activ(self.fc1(x.flatten(1)))
+        x = self.activ(self.fc1(F.adaptive_avg_pool2d(x, 4).flatten(1)))   # 4×4 at 32×32: unchanged
         return self.fc2(x)
