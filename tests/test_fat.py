@@ -619,3 +619,33 @@ def test_small_cnn_pools_only_off_its_native_size():
             h = m.activ(getattr(m, f"batchnorm{b}_{k}")(getattr(m, f"block{b}_conv{k}")(h)))
         h = getattr(m, f"block{b}_pool1")(h)
     assert torch.equal(m(x), m.fc2(m.activ(m.fc1(h.view(2, -1)))))
+
+
+def test_figures_with_per_cell_csvs_pin_and_regress(tmp_path, monkeypatch):
+    import csv
+
+    from bench.errors import BenchError
+    from bench.report import regress
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(regress, "REFERENCE", tmp_path / "ref")
+    (tmp_path / "figures/mini").mkdir(parents=True)
+    fields = ["setting", "row", "column", "mean", "std", "n", "values", "dataset_sha256", "x"]
+
+    def write(rows, name="fat_fig4", cols=fields):
+        with open(tmp_path / f"figures/mini/{name}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+
+    row = dict(setting="scnn", row="fat_0", column="natural", mean="40.0", std="1.0", n="3", values="39 40 41",
+               dataset_sha256="h", x="0")
+    write([row, {**row, "row": "fat_1", "mean": "38.0", "x": "1"}])
+    assert regress.pin("figures/mini/fat_fig4") == tmp_path / "ref/mini/fat_fig4.csv"
+    assert regress.regress("figures/mini/fat_fig4") == []
+    write([{**row, "mean": "45.0"}, {**row, "row": "fat_1", "mean": "38.0", "x": "1"}])
+    problems = regress.regress("figures/mini/fat_fig4")
+    assert len(problems) == 1 and "scnn/fat_0/natural" in problems[0] and "Δ +5.00" in problems[0]
+    write([{"space": "pca", "x": "1"}], name="fat_fig3", cols=["space", "x"])
+    with pytest.raises(BenchError, match="per-cell columns"):
+        regress.pin("figures/mini/fat_fig3")
