@@ -44,24 +44,22 @@ def cmd_targets(args) -> None:
 
 def cmd_published(args) -> None:
     from . import specs
-    from .plan import published_cells
+    from .plan import published_cells, quoted_rows
 
     w = csv.writer(sys.stdout, lineterminator="\n")
-    if args.csv:   # cited: the source of a number the paper quotes from earlier work (a quoted row)
+    if args.csv:
         w.writerow(["paper", "table", "setting", "row", "column", "value", "std", "cited"])
     for paper in specs.names():
         spec = specs.load(paper)
-        targets = {**spec["tables"], **spec.get("figures", {})}
+        cited = quoted_rows(spec)
         for table, setting, row, column, value, std in published_cells(spec):
-            t = targets[table]
-            rows = t.get("rows") or targets.get(t.get("like"), {}).get("rows", {})
-            cited = rows.get(row, {}).get("quoted", {}).get("source", "")
-            fields = [paper, table, setting, row, column, value, "" if std is None else std, cited]
+            source = cited.get((table, row), "")
+            fields = [paper, table, setting, row, column, value, "" if std is None else std, source]
             if args.csv:
                 w.writerow(fields)
             else:
                 print(f"{paper} {table} {setting}/{row}/{column}: {value}" + ("" if std is None else f" ± {std}")
-                      + (f" (cited: {cited})" if cited else ""))
+                      + (f" (cited: {source})" if source else ""))
 
 
 def cmd_validate(args) -> None:
@@ -270,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--scale")
     sp = command("published", cmd_published, "every transcribed published number",
                  "The numbers printed in the papers, as the specs hold them, with their ± where printed.")
-    sp.add_argument("--csv", action="store_true", help="CSV: paper,table,setting,row,column,value,std,cited")
+    sp.add_argument("--csv", action="store_true", help="CSV: paper,table,setting,row,column,value,std,cited "
+                                                          "(cited: the source of a number the paper quotes from earlier work)")
     command("validate", cmd_validate, "validate every spec and scale",
             "Checks every spec against its schema and every component parameter, at every scale, and "
             "prints the size of each plan.")

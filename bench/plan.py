@@ -184,6 +184,12 @@ class Table:
         agg = {**self.paper_spec["aggregation"], **self.spec.get("aggregation", {})}
         return {**agg, "seeds": agg["seeds"][:self.seeds]}
 
+    def setting_seeds(self, sid: str) -> list[int]:
+        """The seeds of a setting's cells: its own ``seeds`` (a setting the paper ran once,
+        e.g. FAT's WRN-58-10) or the table's, capped by the scale."""
+        own = self.spec["settings"][sid].get("seeds")
+        return self.aggregation["seeds"] if own is None else own[:self.seeds]
+
     @property
     def datasets(self) -> list[str]:
         return sorted({d for c in self.cells if c.evals for d in c.datasets})
@@ -257,6 +263,16 @@ def published_cells(spec: dict[str, Any]):
                     yield tid, sid, rid, cid, value, std
 
 
+def quoted_rows(spec: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(table, row) → source, for the rows a paper quotes from earlier work (``quoted``)."""
+    targets = {**spec["tables"], **spec.get("figures", {})}
+    out = {}
+    for tid, table in targets.items():
+        rows = table.get("rows") or targets.get(table.get("like"), {}).get("rows", {})
+        out.update({(tid, rid): row["quoted"]["source"] for rid, row in rows.items() if "quoted" in row})
+    return out
+
+
 class Plan:
     def __init__(self, scale: str, papers: list[str] | None = None, overrides: dict[str, Any] | None = None):
         self.scale_name = scale
@@ -266,6 +282,7 @@ class Plan:
         self.evals: dict[str, Evaluation] = {}
         self.tables: dict[str, Table] = {}
         self._memo: dict[tuple, Run | None] = {}
+        self._protocols: dict[tuple, tuple[str, dict[str, Any]]] = {}
         for paper in papers or specs.names():
             self._add_paper(specs.load(paper))
 
@@ -280,7 +297,14 @@ class Plan:
         return deep_merge(self._recipe(spec, base, chain + (name,)), recipe) if base else recipe
 
     def _protocol(self, spec: dict, name: str, attack: dict | None = None) -> tuple[str, dict[str, Any]]:
-        """The resolved protocol ``name`` (its attack updated by ``attack``) and its id."""
+        """The resolved protocol ``name`` (its attack updated by ``attack``) and its id; resolved
+        once per distinct (paper, name, attack) and shared, like a run (never mutated)."""
+        key = (spec["paper"], name, canonical(attack or {}))
+        if key not in self._protocols:
+            self._protocols[key] = self._resolve_protocol(spec, name, attack)
+        return self._protocols[key]
+
+    def _resolve_protocol(self, spec: dict, name: str, attack: dict | None) -> tuple[str, dict[str, Any]]:
         if name not in spec["protocols"]:
             raise SpecError(f"{spec['paper']}: unknown protocol {name!r}; known: {sorted(spec['protocols'])}")
         proto = copy.deepcopy(spec["protocols"][name])
@@ -378,11 +402,11 @@ class Plan:
             return run
         loc = f"bench/specs/{spec['paper']}.yaml: {tid}, row {rid}, setting {sid}"
         row_train = dict(row.get("train", {}))   # a row may start from another recipe ("base")
-        train = self._recipe(spec, row_train.pop("base", setting["recipe"]))
+        train = copy.deepcopy(self._recipe(spec, row_train.pop("base", setting["recipe"])))   # this run's own copy
         for patch in (setting.get("train", {}), row_train, over.get("train", {})):   # setting, row, row × setting
-            train = deep_merge(train, patch)
+            train = deep_merge(train, patch) if patch else train
         eps = setting_attack(setting)          # the setting's ε, if it states one
-        train = deep_merge(train, {"attack": eps})
+        train = deep_merge(train, {"attack": eps}) if eps else {**train, "attack": train.get("attack", {})}
         method = deep_merge(row["method"], over.get("method", {}))
         METHODS.check(method["name"])
         DATASETS.get(setting["dataset"])
@@ -410,6 +434,12 @@ class Plan:
             _, proto = self._protocol(spec, sel_proto, eps)
             selection["attack"] = deep_merge(proto["attack"], sc.get("selection", {}).get("attack", {}))
         data = self._data()
+        if "classes" in train:   # a class subset of the dataset, relabelled 0…k−1 (bench.data.store.load)
+            classes, k = train["classes"], DATASETS.get(setting["dataset"]).num_classes
+            if len(set(classes)) != len(classes) or not all(isinstance(c, int) and 0 <= c < k for c in classes):
+                raise SpecError(f"{loc}: classes must be distinct labels of {setting['dataset']} (0..{k - 1}), "
+                                f"got {classes}")
+            data["classes"] = list(classes)
         if "extra" in train:  # robust self-training: extra pseudo-labelled images in every batch
             info = DATASETS.get(train["extra"]["dataset"])
             if info.extends != setting["dataset"]:
@@ -603,7 +633,7 @@ class Plan:
         for (_, cid), (_, proto) in protocols.items():
             if "probe" in proto:
                 for sid, rid in ((s, r) for s in table["settings"] for r in table["rows"]):
-                    for seed in target.aggregation["seeds"]:
+                    for seed in target.setting_seeds(sid):
                         run = self._run(spec, tid, table, sid, rid, seed)
                         if run is not None and proto["probe"]["name"] not in run.config.get("probes", {}):
                             raise SpecError(f"{where}: column {cid!r} reads probe {proto['probe']['name']!r}, "
@@ -614,8 +644,8 @@ class Plan:
                 if columns[cid]["metric"].split(".")[0] not in gives:
                     raise SpecError(f"{where}: column {cid!r} reads metric {columns[cid]['metric']!r} of an attack "
                                     f"protocol; attack {proto['attack']['name']!r} gives {', '.join(gives)}")
-        seeds = target.aggregation["seeds"]
         for sid, setting in table["settings"].items():
+            seeds = target.setting_seeds(sid)
             for rid in table["rows"]:
                 runs = [self._run(spec, tid, table, sid, rid, seed) for seed in seeds]
                 run_ids = list(dict.fromkeys(r.id for r in runs if r is not None))   # a pretrained row: one run

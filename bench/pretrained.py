@@ -1,7 +1,8 @@
 """Models evaluated without training: a RobustBench model ID or a local checkpoint file.
 
 A spec row ``pretrained: {robustbench: <model id>, threat_model: Linf}`` (or
-``{file: <path under the data root>, model: <a model of bench/models>}``) plans a run
+``{file: <path under the data root>, model: <a model of bench/models>}``, with ``names:
+trades_wrn`` for a Wide ResNet saved with the TRADES code's parameter names) plans a run
 whose train job imports weights instead of training them. The weights become the run's
 ``best.pt`` and ``last.pt``, so every evaluation protocol reads them like a trained
 run's; ``run.json`` records where they came from (file, sha256, robustbench version).
@@ -14,6 +15,7 @@ architecture with seeded random weights instead, labelled as a stand-in everywhe
 """
 from __future__ import annotations
 
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,31 @@ def _state_dict(obj: Any) -> dict:
     if not isinstance(obj, dict):
         raise BenchError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def trades_wrn_names(state: dict) -> dict:
+    """A Wide ResNet state dict with the TRADES code's names (models/wideresnet.py, also
+    MART's and FAT's: conv1, block{1,2,3}.layer.{j}.{bn1,conv1,bn2,conv2,convShortcut}, bn1,
+    fc, and an unused sub_block1) under bench/models/wide_resnet.py's names (conv1,
+    layers.{i}.{…, shortcut}, bn, linear); the stages' blocks are numbered in order."""
+    per_stage = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"block1\.layer\.(\d+)\.", k)))
+    out = {}
+    for key, value in state.items():
+        if key.startswith("sub_block1."):
+            continue   # built but never used in the forward (TRADES' WRN)
+        m = re.match(r"block(\d)\.layer\.(\d+)\.(.+)$", key)
+        if m:
+            i = (int(m.group(1)) - 1) * per_stage + int(m.group(2))
+            key = f"layers.{i}.{m.group(3).replace('convShortcut', 'shortcut')}"
+        elif key.startswith("bn1."):
+            key = "bn." + key[4:]
+        elif key.startswith("fc."):
+            key = "linear." + key[3:]
+        out[key] = value
+    return out
+
+
+NAMES = {"trades_wrn": trades_wrn_names}   # a file's parameter names → the suite's (pretrained: {names: …})
 
 
 def weights(cfg: dict[str, Any], num_classes: int, in_channels: int):
@@ -62,8 +89,11 @@ def weights(cfg: dict[str, Any], num_classes: int, in_channels: int):
         origin["robustbench"] = metadata.version("robustbench")
     else:
         model = build(cfg["model"], num_classes, in_channels)
+        state = _state_dict(torch_load(path, map_location="cpu", weights_only=True))
+        if "names" in src:
+            state = NAMES[src["names"]](state)
         try:
-            model.load_state_dict(_state_dict(torch_load(path, map_location="cpu", weights_only=True)))
+            model.load_state_dict(state)
         except RuntimeError as e:
             raise BenchError(f"{path} does not fit model {cfg['model']}: {str(e).splitlines()[0]}") from None
     return model, origin

@@ -9,7 +9,7 @@ from bench.errors import SpecError
 from bench.models import ALIASES, MODELS, build, expand
 
 SMALL = {"resnet": {"width": 4, "blocks": [1, 1, 1, 1]}, "preact_resnet": {"width": 4, "blocks": [1, 1, 1, 1]},
-         "wide_resnet": {"depth": 10, "widen": 1}, "mlp": {"hidden": 8}, "lenet": {}, "mnist_cnn": {},
+         "wide_resnet": {"depth": 10, "widen": 1}, "mlp": {"hidden": 8}, "lenet": {}, "mnist_cnn": {}, "small_cnn": {"width": 4},
          "imagenet_resnet": {"layers": [1, 1, 1, 1], "width": 8},
          # a RobustBench zoo model is one fixed network: it builds for its own dataset's shape only
          "robustbench": {"id": "Standard", "dataset": "cifar10", "threat_model": "Linf"}}

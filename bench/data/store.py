@@ -16,12 +16,12 @@ import hashlib
 import os
 import pickle
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from ..errors import CorruptFileError, MissingDataError
+from ..errors import CorruptFileError, MissingDataError, SpecError
 from ..fileio import locked, torch_load, torch_save
 from . import readers, synthetic
 from .catalog import DATASETS, DatasetInfo, Source
@@ -140,8 +140,17 @@ def _subset(split, n: int | None, salt: int, first: bool = False) -> tuple["Spli
     return sub, hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16]
 
 
+def _only(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The examples of ``classes`` only, relabelled 0…k−1 in the order given."""
+    keep = torch.isin(y, torch.tensor(classes))
+    relabel = torch.full((max(classes) + 1,), -1, dtype=torch.long)
+    relabel[torch.tensor(classes)] = torch.arange(len(classes))
+    return x[keep], relabel[y[keep]]
+
+
 def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (512, 256),
-         n_train: int | None = None, n_test: int | None = None, test_subset: str = "random") -> Loaded:
+         n_train: int | None = None, n_test: int | None = None, test_subset: str = "random",
+         classes: list[int] | None = None) -> Loaded:
     """Load ``name`` from the data root (``source='real'``) or generate it
     (``source='synthetic'``, with ``synthetic_size`` train/test images), then keep
     the first ``n_train``/``n_test`` of a fixed permutation of each split (``test_subset
@@ -173,6 +182,13 @@ def load(name: str, *, source: str = "real", synthetic_size: tuple[int, int] = (
         fp = dict(source=f"{src.format}:{src.path}", exact=exact, note=note, sha256=entry["sha256"])
     else:
         raise MissingDataError(f"unknown data source {source!r} (expected 'real' or 'synthetic')")
+    if classes:   # a class subset, relabelled 0…k−1 in the order given (FAT Fig. 3: bird, deer)
+        if len(set(classes)) != len(classes) or not all(0 <= c < info.num_classes for c in classes):
+            raise SpecError(f"{name}: classes must be distinct labels in 0..{info.num_classes - 1}, "
+                                   f"got {classes}")
+        (xtr, ytr), (xte, yte) = _only(xtr, ytr, classes), _only(xte, yte, classes)
+        info = replace(info, num_classes=len(classes))
+        fp["classes"] = list(classes)
     train, train_idx = _subset(Split(xtr, ytr), n_train, 0)
     if test_subset not in ("random", "first"):
         raise MissingDataError(f"unknown test subset {test_subset!r} (expected 'random' or 'first')")
@@ -208,7 +224,7 @@ def load_for_run(cfg: dict, n_test: int | None = None, test_subset: str = "rando
     test images (``test_subset``: see :func:`load`)."""
     d = cfg["data"]
     return load(cfg["dataset"], source=d["source"], synthetic_size=tuple(d.get("synthetic_size", (512, 256))),
-                n_train=d.get("n_train"), n_test=n_test, test_subset=test_subset)
+                n_train=d.get("n_train"), n_test=n_test, test_subset=test_subset, classes=d.get("classes"))
 
 
 def load_extra(cfg: dict) -> Loaded | None:

@@ -31,6 +31,12 @@ ALIASES: dict[str, dict[str, Any]] = {
     "imagenet_resnet152": {"name": "imagenet_resnet", "layers": [3, 8, 36, 3], "width_per_group": 64},
     "imagenet_wide_resnet50_2": {"name": "imagenet_resnet", "layers": [3, 4, 6, 3], "width_per_group": 128},
     "imagenet_wide_resnet101_2": {"name": "imagenet_resnet", "layers": [3, 4, 23, 3], "width_per_group": 128},
+    # FAT's Table 1 "WRN-32-10" is the authors' Wide_ResNet_Madry(depth=32): (32−2)/6 = 5 blocks
+    # per stage, the same blocks, widths and forward as WRN-34-10 ((34−4)/6 = 5), 46,160,474
+    # parameters; the suite builds it as WRN-34-10 under the paper's name.
+    "wrn32_10": {"name": "wide_resnet", "depth": 34, "widen": 10},
+    "wrn58_10": {"name": "wide_resnet", "depth": 58, "widen": 10},
+    "wrn40_4": {"name": "wide_resnet", "depth": 40, "widen": 4},
 }
 
 # HE's head (bench/models/base.py HypersphereHead): option → accepted values

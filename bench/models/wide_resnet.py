@@ -1,10 +1,14 @@
 """Wide ResNet (Zagoruyko & Komodakis, 2016) for CIFAR-sized inputs: WRN-depth-widen.
 
 Arguments: ``depth`` (6n+4: 28, 34, …; 10 for the reduced scales), ``widen`` (k),
-``dropout`` (0), ``num_classes``, ``in_channels``, optional ``mean``/``std``, ``head`` (HE's head, models/base.py).
+``dropout`` (0), ``num_classes``, ``in_channels``, optional ``mean``/``std``, ``init``
+("torch": PyTorch's default initialisation; "he_fanout": the TRADES / FAT / MART code's,
+conv weights N(0, 2/(k²·out_channels)), BatchNorm γ = 1, β = 0, linear bias 0), ``head`` (HE's head, models/base.py).
 Stages of 16·k, 32·k, 64·k channels with pre-activation basic blocks. Input range [0, 1].
 """
 from __future__ import annotations
+
+import math
 
 from torch import nn
 import torch.nn.functional as F
@@ -36,7 +40,7 @@ class WideBlock(nn.Module):
 @MODELS.register("wide_resnet")
 class WideResNet(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, depth: int = 34, widen: int = 10,
-                 dropout: float = 0.0, mean=None, std=None, head=None):
+                 dropout: float = 0.0, mean=None, std=None, head=None, init: str = "torch"):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
@@ -52,6 +56,16 @@ class WideResNet(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(cin)
         self.linear = classifier(cin, num_classes, head)
+        if init == "he_fanout":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight), nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        elif init != "torch":
+            raise ValueError(f"WideResNet init must be 'torch' or 'he_fanout', got {init!r}")
 
     def forward(self, x):
         out = self.layers(self.conv1(self.normalize(x)))

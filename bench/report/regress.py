@@ -26,9 +26,17 @@ K_STD = 3.0
 REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "reference"
 
 
+CELL_COLUMNS = ("setting", "row", "column", "mean", "std", "dataset_sha256")
+
+
 def _cells(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
     with open(path, newline="") as f:
-        return {(r["setting"], r["row"], r["column"]): r for r in csv.DictReader(f)}
+        reader = csv.DictReader(f)
+        missing = [c for c in CELL_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BenchError(f"{path} has no per-cell columns {missing}: it is not a rendered target's cells "
+                             f"(a table's .csv, a figure's .cells.csv)")
+        return {(r["setting"], r["row"], r["column"]): r for r in reader}
 
 
 def rendered_csv(stem: str) -> Path:

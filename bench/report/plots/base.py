@@ -34,3 +34,11 @@ def quadrant(m_clean: float, m_adv: float) -> str:
     if m_adv > 0:
         return "I" if m_clean > 0 else "II"
     return "IV" if m_clean > 0 else "III"
+
+
+def cell_row(res: TableResult, c: CellResult) -> dict[str, Any]:
+    """A cell as a line of a figure's CSV, with the per-cell columns ``bench regress`` compares
+    (setting, row, column, mean, std, dataset_sha256)."""
+    fp = res.datasets.get(c.cell.dataset, {}) if c.n else {}
+    return {"setting": c.cell.setting, "row": c.cell.row, "column": c.cell.column, "mean": c.mean, "std": c.std,
+            "n": c.n, "values": " ".join(f"{v:.4f}" for v in c.values), "dataset_sha256": fp.get("sha256", "")}

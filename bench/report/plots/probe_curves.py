@@ -21,8 +21,9 @@ def probe_curves(plan: Plan, res: TableResult, opts: dict[str, Any]):
     per ``panels`` entry, one line per table row (and value key), the mean over the seeds
     with a band of ± one standard deviation. Options: panels: [{column (a probe column of
     the figure), x (record key: epoch or batch), values: [{key, label}], ylabel, hline (a
-    dashed reference, e.g. 90° or 0), title}]. The CSV holds every plotted point with its
-    seeds' values."""
+    dashed reference, e.g. 90° or 0), hline_label (its legend entry), title}], ncols (lay the
+    (setting, panel) axes out in lines of this many; default one line per setting). The CSV
+    holds every plotted point with its seeds' values."""
     import numpy as np
 
     from ...fileio import read_json
@@ -30,11 +31,14 @@ def probe_curves(plan: Plan, res: TableResult, opts: dict[str, Any]):
     spec = res.table.spec
     panels = opts["panels"]
     sids = list(spec["settings"])
-    fig, axes = plt.subplots(len(sids), len(panels), figsize=(4.6 * len(panels), 3.4 * len(sids)), squeeze=False)
+    ncols = opts.get("ncols", len(panels))
+    nrows = -(-len(sids) * len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     data = []
     for a, sid in enumerate(sids):
         for b, panel in enumerate(panels):
-            ax = axes[a][b]
+            slot = a * len(panels) + b
+            ax = axes[slot // ncols][slot % ncols]
             for i, rid in enumerate(spec["rows"]):
                 cell = find_cell(res, rid, sid, panel["column"]).cell
                 runs = [read_json(layout.eval_path(plan.scale_name, *k.split("/")))["records"]
@@ -58,7 +62,7 @@ def probe_curves(plan: Plan, res: TableResult, opts: dict[str, Any]):
                               panel["x"]: x, "mean": float(y), "std": float(e), "seeds": len(per_x[x]),
                               "values": " ".join(f"{v:.6g}" for v in per_x[x])} for x, y, e in zip(xs, ys, sd)]
             if "hline" in panel:
-                ax.axhline(panel["hline"], color="grey", ls="--", lw=0.8)
+                ax.axhline(panel["hline"], color="grey", ls="--", lw=0.8, label=panel.get("hline_label"))
             ax.set_xlabel(panel["x"])
             ax.set_ylabel(panel.get("ylabel", ""))
             ax.set_title(f"{panel.get('title', '')} ({spec['settings'][sid]['label']})", fontsize=8)
