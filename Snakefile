@@ -27,10 +27,14 @@ if config["amp"] != "none":
     OVERRIDES["amp"] = config["amp"]
 if config["channels_last"]:
     OVERRIDES["channels_last"] = True
+COMPILE = {0: "none", 1: "auto"}.get(config["compile"], config["compile"])
+if COMPILE != "none":
+    OVERRIDES["compile"] = COMPILE
 PARTIAL = bool(config["partial"])
 THREADS = config["threads"]
 FLAGS = "".join([f" --amp {OVERRIDES['amp']}" if "amp" in OVERRIDES else "",
-                 " --channels-last" if OVERRIDES.get("channels_last") else ""])
+                 " --channels-last" if OVERRIDES.get("channels_last") else "",
+                 f" --compile {COMPILE}" if COMPILE != "none" else ""])
 RESULTS = str(layout.results_root())
 # Jobs run `python -m bench`: by default with the interpreter that runs Snakemake (so an
 # editable install and PYTHONPATH apply); with --software-deployment-method conda, with the

@@ -45,6 +45,63 @@ def save(path: Path, model: torch.nn.Module, model_cfg: dict, num_classes: int, 
     return write(path, pack(model, model_cfg, num_classes, in_channels, **meta))
 
 
+def cpu_copy(obj: Any) -> Any:
+    """``obj`` with every tensor copied to the CPU (containers rebuilt): a snapshot that the
+    training going on cannot change while it is being written."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
+
+
+class BackgroundWriter:
+    """Writes files in one background thread, in the order they were submitted, so that
+    checkpoint writes are off the training's critical path while the files keep the order a
+    resume relies on (state.pt, the last file of an epoch, is complete only after the
+    checkpoints and metrics of that epoch). Every file is still written to a temporary name
+    and renamed. An error in the thread is raised in the training at its next submit or at
+    :meth:`flush`; leaving the ``with`` block waits for every pending write."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending: list = []
+
+    def submit(self, fn, *args):
+        self._check()
+        future = self._pool.submit(fn, *args)
+        self._pending.append(future)
+        return future
+
+    def _check(self) -> None:
+        for f in [f for f in self._pending if f.done()]:
+            self._pending.remove(f)
+            f.result()   # re-raises the thread's error here
+
+    def flush(self) -> None:
+        while self._pending:
+            self._pending.pop(0).result()
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def resolved(digests: dict[str, Any]) -> dict[str, str]:
+    """Digests some of which are still being written (futures) as plain strings."""
+    return {k: v.result() if hasattr(v, "result") else v for k, v in digests.items()}
+
+
 def check_finite(state: dict[str, torch.Tensor], where: Path) -> None:
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:

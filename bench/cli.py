@@ -29,7 +29,8 @@ def _plan(args):
             raise BenchError(f"bench {args.command}: give --scale (smoke | mini | paper) or a target path")
         args.scale = scale_of_target(target)
     overrides = {k: v for k, v in (("amp", getattr(args, "amp", None)),
-                                   ("channels_last", getattr(args, "channels_last", None))) if v}
+                                   ("channels_last", getattr(args, "channels_last", None)),
+                                   ("compile", getattr(args, "compile", None))) if v and v != "none"}
     return Plan(args.scale, overrides=overrides)
 
 
@@ -251,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
                                                           "infer it from the path: tables/mini/… is mini)")
         sp.add_argument("--amp", choices=["none", "bf16"], help="bf16 autocast (changes run ids)")
         sp.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+        sp.add_argument("--compile", choices=["none", "auto", "default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile the training and attack steps (changes run ids)")
         return sp
 
     def command(name: str, fn, summary: str, description: str, scale: str | None = None):

@@ -153,9 +153,12 @@ def _run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, prot
         return result
     which = protocol.get("checkpoint", "best")
     model, ckpt, digest = checkpoint.load_run(rdir, which, dev)
+    prec = run_cfg.get("precision", {})   # evaluated in the precision it was trained in
+    model = precision.for_evaluation(model, dev, prec)
     data = load_for_run(run_cfg, n_test=protocol.get("n_test"))
     _check_data(run_id, {**run_info, "scale": scale}, data.fingerprint)
-    loader = make_loader(data, "test", protocol.get("batch_size", 500), dev)
+    batch_size = protocol.get("batch_size", 500)
+    loader = make_loader(data, "test", batch_size, dev, channels_last=bool(prec.get("channels_last", False)))
     bar = tqdm(total=len(loader), desc=f"{run_id} {protocol_id}", file=sys.stderr,
                disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
     start = time.perf_counter()
@@ -173,7 +176,8 @@ def _run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, prot
             kwargs["state_path"] = out.with_name(out.stem + ".partial.json")
             kwargs["state_key"] = {"run_id": run_id, "protocol_id": protocol_id, "checkpoint_sha256": digest,
                                    "test_sha256": data.fingerprint["sha256"],
-                                   "test_subset": data.fingerprint.get("test_subset"), "n": loader.n}
+                                   "test_subset": data.fingerprint.get("test_subset"), "n": loader.n,
+                                   "precision": prec}
         result = measure(model, loader, protocol["attack"], seed=seed, progress=bar, **kwargs)
     bar.close()
     result.update(
@@ -181,7 +185,7 @@ def _run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, prot
         checkpoint={"which": which, "epoch": ckpt.get("epoch"), "sha256": digest}, helpers=helper_digests,
         dataset=data.fingerprint, train_dataset=run_info["dataset"], extra_dataset=run_info.get("extra_dataset"),
         pretrained=run_info.get("pretrained"), seconds=time.perf_counter() - start,
-        environment=provenance.environment(), device=str(dev))
+        environment=provenance.environment(), device=str(dev), precision=prec, batch_size=batch_size)
     write_json(out, result)
     state = kwargs.get("state_path")
     if state is not None and state.exists():

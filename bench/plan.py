@@ -486,7 +486,8 @@ class Plan:
             "batch_size": sc.get("batch_size", train["batch_size"]),
             "optimizer": train["optimizer"], "schedule": schedule, "selection": selection,
             "precision": {"amp": self.overrides.get("amp", "none"),
-                          "channels_last": bool(self.overrides.get("channels_last", False))},
+                          "channels_last": bool(self.overrides.get("channels_last", False)),
+                          **({"compile": self.overrides["compile"]} if "compile" in self.overrides else {})},
             "seed": seed, **extra,
         }
         self._check_run(config, attack_name, loc)

@@ -65,6 +65,26 @@ def compiled(model: torch.nn.Module, requested: str, dev: torch.device) -> torch
     return torch.compile(model, mode=mode, dynamic=False)
 
 
+class Autocast(torch.nn.Module):
+    """A model whose forward runs under bf16 autocast and returns float32 logits, so that any
+    attack, ours or a library's, evaluates it in the precision the run was trained in."""
+
+    def __init__(self, model: torch.nn.Module, dev: torch.device, amp: str):
+        super().__init__()
+        self.model, self.dev, self.amp = model, dev, amp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.dev, self.amp):
+            return self.model(x).float()
+
+
+def for_evaluation(model: torch.nn.Module, dev: torch.device, prec: dict) -> torch.nn.Module:
+    """The model as a run's precision options say (channels_last, compile, bf16 autocast)."""
+    model = compiled(prepare(model, dev, bool(prec.get("channels_last", False))), prec.get("compile", "none"), dev)
+    amp = prec.get("amp", "none")
+    return model if amp == "none" else Autocast(model, dev, amp).eval()
+
+
 def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

@@ -135,6 +135,11 @@ def _resume_check(run_id: str, state: dict[str, Any], now: dict[str, Any], path:
                              f"to start over")
 
 
+def _write_state(path: Path, state: dict[str, Any], digests: dict[str, Any]) -> None:
+    """state.pt, the last file of an epoch (the writer's thread: the checkpoints before it are written)."""
+    torch_save(path, {**state, "checkpoints": checkpoint.resolved(digests)})
+
+
 def train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[str, Path] | None = None,
           progress: bool = True) -> dict[str, Any]:
     with locked(run_dir):   # one writer per run folder; the stale temporaries of a killed one removed
@@ -171,14 +176,18 @@ def _train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[st
 
     torch.manual_seed(seed)
     model = precision.prepare(build_model(cfg["model"], info.num_classes, info.shape[0]), dev, channels_last)
+    # the compiled forward (every attack step and training step goes through it) shares the
+    # eager model's parameters; checkpoints, the optimiser and probes use the eager model
+    fmodel = precision.compiled(model, prec.get("compile", "none"), dev)
     method_cfg = dict(cfg["method"])
     cls = METHODS.get(method_cfg.pop("name"))
     helpers = {key: _load_from(run_id, f"helper model {key!r}", method_cfg[key], helper_dirs.get(key), dev)
                for key in cls.helpers_required}
     for key in cls.helpers_required:
         method_cfg.pop(key)
-    method = cls(model, cfg.get("attack"), helpers=helpers, **method_cfg)
+    method = cls(fmodel, cfg.get("attack"), helpers=helpers, **method_cfg)
     method.autocast = functools.partial(precision.autocast, dev, amp)
+    sel_model = fmodel if amp == "none" else precision.Autocast(fmodel, dev, amp)   # selection in the run's precision
     if "init" in cfg:  # fine-tuning: start from another run's selected checkpoint
         start = _load_from(run_id, "the run to start from", cfg["init"], helper_dirs.get("init"), dev)
         model.load_state_dict(start.state_dict())
@@ -222,56 +231,62 @@ def _train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[st
     bar = tqdm(total=epochs * len(train_loader), initial=start_epoch * len(train_loader), desc=run_id,
                file=sys.stderr, disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
     meta = dict(model_cfg=cfg["model"], num_classes=info.num_classes, in_channels=info.shape[0])
-    for epoch in range(start_epoch, epochs):
-        model.train()
-        scheduled = schedules.values(cfg.get("epoch_schedules"), epoch)
-        method.begin_epoch(epoch, scheduled)
-        updater.begin_epoch(epoch)
-        g = epoch_generator(dev, seed, epoch, stream=2)
-        sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=dev))
-        precision.sync(dev)
-        t0 = time.perf_counter()
-        for x, y in train_loader.batches(seed, epoch):
-            stats = method.train_step(x, y, g, updater)
-            for k, v in stats.items():
-                sums[k] += v.float() * len(y)
-            bar.update(1)
-        precision.sync(dev)
-        seconds = time.perf_counter() - t0
-        for name, probe in probes.items():
-            records[name] += probe.end_epoch(epoch)
-        record: dict[str, Any] = {k: v.item() / train_loader.n for k, v in sums.items()}
-        if not math.isfinite(record.get("loss", 0.0)):
-            raise BenchError(f"[{run_id}] training diverged at epoch {epoch + 1} (loss {record['loss']})")
-        record.update(scheduled)
-        record.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=seconds,
-                      images_per_s=train_loader.n / seconds)
-        if epoch + 1 in sel_epochs:
-            attack = sel.get("attack") if sel["metric"] == "robust" else None
-            res = measure(model, test_loader, attack, seed=seed)
-            record["select_clean"] = res["clean"]
-            if "robust" in res:
-                record["select_robust"] = res["robust"]
-            value = res["clean" if sel["metric"] == "last" else sel["metric"]]
-            if value >= best["value"]:
-                best = {"epoch": epoch + 1, "value": value}
-                best_ckpt = checkpoint.pack(model, epoch=epoch + 1, metric=value, **meta)
-                digests["best"] = checkpoint.write(run_dir / "best.pt", best_ckpt)
-        history.append(record)
-        digests["last"] = checkpoint.save(run_dir / "last.pt", model, epoch=epoch + 1, **meta)
-        if epoch + 1 in cfg.get("snapshots", ()):
-            digests[f"epoch{epoch + 1}"] = checkpoint.save(run_dir / f"epoch{epoch + 1}.pt", model,
-                                                           epoch=epoch + 1, **meta)
-        write_json(run_dir / "metrics.json", history)
-        if probes:
-            write_json(run_dir / "probes.json", records)
-        torch_save(state_path, {"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(),
-                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                "method": method.state_dict(), "history": history, "best": best,
-                                "probes": records, "checkpoints": digests, "best_checkpoint": best_ckpt, **identity})
-        bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in record.items()
-                                     if k != "epoch" and isinstance(v, (int, float))))
-        log(f"[{run_id}] epoch {epoch + 1}/{epochs} " + json.dumps(record))
+    with checkpoint.BackgroundWriter() as writer:   # checkpoint writes off the critical path, in order
+        for epoch in range(start_epoch, epochs):
+            model.train()
+            scheduled = schedules.values(cfg.get("epoch_schedules"), epoch)
+            method.begin_epoch(epoch, scheduled)
+            updater.begin_epoch(epoch)
+            g = epoch_generator(dev, seed, epoch, stream=2)
+            sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=dev))
+            precision.sync(dev)
+            t0 = time.perf_counter()
+            for x, y in train_loader.batches(seed, epoch):
+                stats = method.train_step(x, y, g, updater)
+                for k, v in stats.items():
+                    sums[k] += v.float() * len(y)
+                bar.update(1)
+            precision.sync(dev)
+            seconds = time.perf_counter() - t0
+            for name, probe in probes.items():
+                records[name] += probe.end_epoch(epoch)
+            record: dict[str, Any] = {k: v.item() / train_loader.n for k, v in sums.items()}
+            if not math.isfinite(record.get("loss", 0.0)):
+                raise BenchError(f"[{run_id}] training diverged at epoch {epoch + 1} (loss {record['loss']})")
+            record.update(scheduled)
+            record.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=seconds,
+                          images_per_s=train_loader.n / seconds)
+            if epoch + 1 in sel_epochs:
+                attack = sel.get("attack") if sel["metric"] == "robust" else None
+                res = measure(sel_model, test_loader, attack, seed=seed)
+                record["select_clean"] = res["clean"]
+                if "robust" in res:
+                    record["select_robust"] = res["robust"]
+                value = res["clean" if sel["metric"] == "last" else sel["metric"]]
+                if value >= best["value"]:
+                    best = {"epoch": epoch + 1, "value": value}
+                    best_ckpt = checkpoint.pack(model, epoch=epoch + 1, metric=value, **meta)
+                    digests["best"] = writer.submit(checkpoint.write, run_dir / "best.pt", best_ckpt)
+            history.append(record)
+            # the epoch's files, written in order by the background writer from snapshots taken now
+            digests["last"] = writer.submit(checkpoint.write, run_dir / "last.pt",
+                                            checkpoint.pack(model, epoch=epoch + 1, **meta))
+            if epoch + 1 in cfg.get("snapshots", ()):
+                digests[f"epoch{epoch + 1}"] = writer.submit(checkpoint.write, run_dir / f"epoch{epoch + 1}.pt",
+                                                             checkpoint.pack(model, epoch=epoch + 1, **meta))
+            writer.submit(write_json, run_dir / "metrics.json", list(history))
+            if probes:
+                writer.submit(write_json, run_dir / "probes.json", {k: list(v) for k, v in records.items()})
+            state = checkpoint.cpu_copy({"run_id": run_id, "epoch": epoch + 1, "model": model.state_dict(),
+                                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                         "method": method.state_dict(), "history": list(history), "best": best,
+                                         "probes": {k: list(v) for k, v in records.items()},
+                                         "best_checkpoint": best_ckpt, **identity})
+            writer.submit(_write_state, state_path, state, dict(digests))
+            bar.set_postfix_str(" ".join(f"{k}={v:.3g}" for k, v in record.items()
+                                         if k != "epoch" and isinstance(v, (int, float))))
+            log(f"[{run_id}] epoch {epoch + 1}/{epochs} " + json.dumps(record))
+    digests = checkpoint.resolved(digests)
     bar.close()
     if best_ckpt is not None and not (run_dir / "best.pt").exists():   # deleted after the run: from state.pt
         digests["best"] = checkpoint.write(run_dir / "best.pt", best_ckpt)

@@ -136,3 +136,29 @@ def test_epsilon_is_read_as_a_fraction():
     assert parse_number("8/255") == 8 / 255
     with pytest.raises(Exception, match="fraction"):
         parse_number("eight")
+
+
+def test_restarts_attack_only_the_examples_still_robust_with_the_same_answer(trained):
+    """The full-batch restarts (every example attacked by every restart, the first fooling one
+    kept, else the largest loss) and the suite's (later restarts only on the still-robust
+    examples): the same adversarial examples, so the same robust accuracy."""
+    model, x, y = trained
+    attack = build({"name": "pgd", "steps": 3, "restarts": 4, "eps": "8/255", "step_size": "2/255"}, model)
+    model.eval()
+    g = torch.Generator().manual_seed(5)
+    best = attack.iterate(x, y, None, attack.start(x, g))
+    with torch.no_grad():
+        out = model(best)
+        fooled, loss = out.argmax(1) != y, attack.objective(out, y, None)
+    for _ in range(3):
+        cand = attack.iterate(x, y, None, attack.start(x, g))
+        with torch.no_grad():
+            out = model(cand)
+            f, l = out.argmax(1) != y, attack.objective(out, y, None)
+        take = ~fooled & (f | (l > loss))
+        best = torch.where(take[:, None, None, None], cand, best)
+        loss, fooled = torch.where(take, l, loss), fooled | f
+    ours = attack(x, y, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(model(ours).argmax(1) == y, model(best).argmax(1) == y)
+    assert torch.allclose(ours, best, atol=1e-6)

@@ -330,3 +330,75 @@ def test_a_tampered_evaluation_never_reaches_a_table(toy_spec, tmp_path, monkeyp
             render(plan, table)
     write_json(victim, good)
     render(plan, table)
+
+
+# ---- speed: the compiled path, evaluation precision ------------------------------------------
+
+TOY_RUN = {"dataset": "toy3d", "data": {"source": "real", "n_train": None}, "model": {"name": "mlp", "hidden": 16},
+           "method": {"name": "standard"}, "attack": {}, "epochs": 2, "batch_size": 1000,
+           "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "schedule": {"name": "constant"},
+           "selection": {"metric": "last", "n_test": 256}, "precision": {"amp": "none", "channels_last": False},
+           "seed": 0}
+
+
+def test_the_compiled_path_reaches_the_eager_weights(tmp_path):
+    """torch.compile (inductor, on the CPU here) of every forward and backward of a run: the
+    same weights as the eager run within float tolerance, and a checkpoint eager code reads."""
+    eager = train("e", TOY_RUN, tmp_path / "e", progress=False)
+    comp = train("c", {**TOY_RUN, "precision": {**TOY_RUN["precision"], "compile": "default"}}, tmp_path / "c",
+                 progress=False)
+    wa = torch.load(tmp_path / "e" / "last.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["model"]
+    assert set(wa) == set(wb)                                    # no compiled-module prefixes in checkpoints
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-5, rtol=1e-4), k
+    assert abs(eager["final"]["loss"] - comp["final"]["loss"]) < 1e-4
+
+
+def test_compile_and_precision_are_part_of_the_run_id():
+    from bench.plan import Plan
+
+    base = Plan("smoke", papers=["hat"])
+    comp = Plan("smoke", papers=["hat"], overrides={"compile": "auto"})
+    run = next(iter(base.runs.values()))
+    trained = lambda plan: {r for r, v in plan.runs.items() if "pretrained" not in v.config}
+    assert not trained(base) & trained(comp)                       # models evaluated without training are shared
+    assert next(iter(comp.runs.values())).config["precision"]["compile"] == "auto" and "compile" not in run.config["precision"]
+
+
+def test_evaluations_run_in_the_runs_precision(trained):
+    from bench import precision
+
+    model, x, y = trained
+    wrapped = precision.for_evaluation(model, torch.device("cpu"), {"amp": "bf16", "channels_last": True})
+    out = wrapped(x[:8].contiguous(memory_format=torch.channels_last))
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, model(x[:8]), atol=0.1 * model(x[:8]).abs().max().item())
+    assert precision.for_evaluation(model, torch.device("cpu"), {"amp": "none"}) is model
+
+
+def test_the_background_writer_keeps_order_and_raises_its_errors(tmp_path):
+    import time as _time
+
+    order = []
+
+    def slow(name, delay):
+        _time.sleep(delay)
+        order.append(name)
+        return name
+
+    with checkpoint.BackgroundWriter() as writer:
+        a = writer.submit(slow, "last.pt", 0.2)
+        writer.submit(slow, "state.pt", 0.0)
+        assert not a.done()                                          # the training goes on meanwhile
+    assert order == ["last.pt", "state.pt"] and checkpoint.resolved({"last": a}) == {"last": "last.pt"}
+
+    def fail():
+        raise OSError(28, "No space left on device")
+
+    writer = checkpoint.BackgroundWriter()
+    writer.submit(fail)
+    with pytest.raises(OSError, match="No space"):
+        with writer:
+            _time.sleep(0.1)
+            writer.submit(slow, "next", 0.0)                          # the thread's error surfaces here

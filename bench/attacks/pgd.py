@@ -21,7 +21,7 @@ Arguments (defaults):
   bn_mode ("eval" | "train").
 Losses are summed over the batch, so each example's gradient is its own. With
 several restarts an example keeps the first restart that fools the model, else the
-one with the largest loss.
+one with the largest loss; restarts after the first attack only the examples still robust.
 """
 from __future__ import annotations
 
@@ -154,7 +154,10 @@ class PGD(Attack):
         return x_adv + self.step_size * grad / _flat_norm(grad).clamp_min(1e-12)
 
     def run_once(self, x, y, p_clean, g):
-        x_adv = self.start(x, g)
+        return self.iterate(x, y, p_clean, self.start(x, g))
+
+    def iterate(self, x, y, p_clean, x_adv):
+        """The attack's steps from the start ``x_adv``."""
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
             loss = self.objective(self.forward(x_adv), y, p_clean).sum()
@@ -176,13 +179,19 @@ class PGD(Attack):
             best_fooled = logits.argmax(1) != y
             best_loss = self.objective(logits, y, p_clean)
         for _ in range(self.restarts - 1):
-            cand = self.run_once(x, y, p_clean, generator)
+            # later restarts attack only the examples still robust (the official evaluation
+            # code's semantics: the same answer, less work). Starts are drawn for the whole
+            # batch, so each example starts where a full restart would start it.
+            start = self.start(x, generator)
+            todo = (~best_fooled).nonzero().squeeze(1)       # one host sync per restart
+            if len(todo) == 0:
+                continue
+            cand = self.iterate(x[todo], y[todo], None if p_clean is None else p_clean[todo], start[todo])
             with torch.no_grad():
                 logits = self.forward(cand)
-                fooled = logits.argmax(1) != y
-                loss = self.objective(logits, y, p_clean)
-            take = ~best_fooled & (fooled | (loss > best_loss))
-            best = torch.where(take.view(-1, *([1] * (x.dim() - 1))), cand, best)
-            best_loss = torch.where(take, loss, best_loss)
-            best_fooled = best_fooled | fooled
+                fooled = logits.argmax(1) != y[todo]
+                loss = self.objective(logits, y[todo], None if p_clean is None else p_clean[todo])
+            take = fooled | (loss > best_loss[todo])
+            rows = todo[take]
+            best[rows], best_loss[rows], best_fooled[rows] = cand[take], loss[take], fooled[take]
         return best
