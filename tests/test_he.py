@@ -639,7 +639,7 @@ def test_paper_scale_runs_have_the_papers_settings(plans):
     cfg, _ = _config(p, "table6", "pgd_at_he", "wrn34_20")
     assert cfg["model"]["widen"] == 20 and cfg["attack"]["logit_scale"] == 1 and cfg["selection"]["metric"] == "robust"
     runs = {p.evals[k].run_id for t in p.tables.values() for k in t.eval_keys()}
-    assert len(runs) == 54                     # 52 training runs and 2 imported models (inventory §5)
+    assert len(runs) == 53                     # 52 training runs (inventory §5) and torchvision's ResNet-50
 
 
 def test_reduced_scales_rescale_the_probe_and_skip_costly_attacks(plans):

@@ -109,10 +109,9 @@ def training_budget(configs: list[dict[str, Any]]) -> str:
         images = join(c["data"].get("n_train") or "all" for c in trained)
         extra = join(f" + {e['n'] or 'all'} extra images ({e['dataset']}, {e['fraction']:g} of every batch)"
                      for e in (c["data"].get("extra") for c in trained) if e)
-        steps = join(f"{c['attack']['steps']}-step" if "steps" in c["attack"] else f"{c['method']['name']}'s"
-                     for c in trained)
+        steps = join(_training_attack(c) for c in trained)
         parts.append(f"{join(c['epochs'] for c in trained)} epochs on {images} training images{extra}, "
-                     f"{steps} training attack, {models}")
+                     f"training attack {steps}, {models}")
     for c in configs:
         if "pretrained" in c:
             p = c["pretrained"]
@@ -120,6 +119,16 @@ def training_budget(configs: list[dict[str, Any]]) -> str:
             parts.append(f"{name} evaluated without training" + (" (random weights: a stand-in at this scale)"
                                                                  if p.get("weights") == "random" else ""))
     return "; ".join(parts)
+
+
+def _training_attack(config: dict[str, Any]) -> str:
+    """The training attack a run's method runs, briefly ("10-step pgd", "fgsm_rs", "none")."""
+    from ..methods import METHODS
+
+    attack = METHODS.get(config["method"]["name"]).training_attack(config["attack"])
+    if attack is None:
+        return f"none ({config['method']['name']})"
+    return f"{attack['steps']}-step {attack['name']}" if "steps" in attack else attack["name"]
 
 
 def _param_cell(plan: Plan, cell: Cell) -> CellResult:
@@ -325,8 +334,10 @@ def collect(plan: Plan, table: Table, missing: dict[str, str] | None = None) -> 
     pub = {(c.cell.row, c.cell.setting, c.cell.column): c.cell.published for c in out.cells}
     for claim in table.spec.get("claims", []):
         _, refs = claims_mod.parse(claim["check"])
-        budget = "; ".join(f"{table.spec['settings'][sid]['label']}: {out.budgets[sid]}"
-                           for sid in dict.fromkeys(s for _, s, _ in refs) if sid in out.budgets)
+        sids = [sid for sid in dict.fromkeys(s for _, s, _ in refs) if sid in out.budgets]
+        budget = (f"{', '.join(table.spec['settings'][sid]['label'] for sid in sids)}: {out.budgets[sids[0]]}"
+                  if sids and len({out.budgets[sid] for sid in sids}) == 1 else
+                  "; ".join(f"{table.spec['settings'][sid]['label']}: {out.budgets[sid]}" for sid in sids))
         regenerated, reason = claims_mod.check(claim["check"], regen)
         published, published_reason = claims_mod.check(claim["check"], pub)
         out.claims.append(ClaimResult(claim["id"], claim["text"], " ".join(claim["check"].split()),

@@ -111,6 +111,9 @@ def _context(res: TableResult, plan: Plan) -> dict:
         scale=res.scale, scale_description=plan.scale["description"], generated=provenance.now(),
         commit=provenance.git_commit(), datasets=dict(sorted(res.datasets.items())), missing=res.missing,
         implementations=res.implementations, budgets=res.budgets, imported=res.imported,
+        budget_text=(f"every setting: {next(iter(res.budgets.values()))}"
+                     if len(res.budgets) > 1 and len(set(res.budgets.values())) == 1 else
+                     "; ".join(f"{t.spec['settings'][sid]['label']}: {text}" for sid, text in res.budgets.items())),
         stat=t.aggregation["stat"], seeds=t.aggregation["seeds"], rule=RULE,
         settings=t.spec["settings"], columns=t.spec["columns"], rows=res.rows,
         row_header=t.spec.get("row_header", "Algorithm"), cells=res.cells, claims=res.claims,

@@ -42,7 +42,7 @@ def image_grid(plan: Plan, res: TableResult, opts: dict[str, Any], fig=None):
         return fig, []
     n = max(len(r["images"]) for r in results.values())
     fig = fig or plt.figure(figsize=(1.6 * n, 1.6 * (len(results) + 1)))
-    axes = fig.subplots(len(results) + 1, n, squeeze=False)
+    axes = fig.subplots(len(results) + 1, n, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.06})
     show = opts.get("show", "delta")
     data = []
     first = next(iter(results.values()))["images"]
