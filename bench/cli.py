@@ -33,21 +33,15 @@ def cmd_published(args) -> None:
     from .plan import published_cells
 
     w = csv.writer(sys.stdout, lineterminator="\n")
-    if args.csv:   # cited: the source of a number the paper quotes from earlier work (a quoted row)
-        w.writerow(["paper", "table", "setting", "row", "column", "value", "std", "cited"])
+    if args.csv:
+        w.writerow(["paper", "table", "setting", "row", "column", "value", "std"])
     for paper in specs.names():
-        spec = specs.load(paper)
-        targets = {**spec["tables"], **spec.get("figures", {})}
-        for table, setting, row, column, value, std in published_cells(spec):
-            t = targets[table]
-            rows = t.get("rows") or targets.get(t.get("like"), {}).get("rows", {})
-            cited = rows.get(row, {}).get("quoted", {}).get("source", "")
-            fields = [paper, table, setting, row, column, value, "" if std is None else std, cited]
+        for table, setting, row, column, value, std in published_cells(specs.load(paper)):
+            fields = [paper, table, setting, row, column, value, "" if std is None else std]
             if args.csv:
                 w.writerow(fields)
             else:
-                print(f"{paper} {table} {setting}/{row}/{column}: {value}" + ("" if std is None else f" ± {std}")
-                      + (f" (cited: {cited})" if cited else ""))
+                print(f"{paper} {table} {setting}/{row}/{column}: {value}" + ("" if std is None else f" ± {std}"))
 
 
 def cmd_validate(args) -> None:
@@ -183,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--scale")
     sp.set_defaults(fn=cmd_targets)
     sp = sub.add_parser("published", help="every transcribed published number")
-    sp.add_argument("--csv", action="store_true", help="CSV: paper,table,setting,row,column,value,std,cited")
+    sp.add_argument("--csv", action="store_true", help="CSV: paper,table,setting,row,column,value,std")
     sp.set_defaults(fn=cmd_published)
     sub.add_parser("validate", help="validate every spec and scale").set_defaults(fn=cmd_validate)
     sp = with_scale(sub.add_parser("plan", help="runs and evaluations behind the targets"))
