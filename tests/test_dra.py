@@ -220,6 +220,44 @@ def test_success_curve_measure_shares_one_trajectory(trained):
     assert rates == sorted(rates) and rates[-1] > 0
 
 
+def loader_of(x, y, bs=32):
+    from bench.data.loader import DeviceLoader
+    from bench.data.store import Split
+
+    return DeviceLoader(Split((x * 255).round().to(torch.uint8), y), bs, torch.device("cpu"))
+
+
+def test_matched_strength_finds_the_eps_of_a_known_attack(trained):
+    """Known answer: matching PGD-5 (α = ε/5) against PGD-5 at 4/255 itself recovers about 4/255."""
+    from bench.measures import MEASURES
+
+    model, x, y = trained
+    pgd = {"name": "pgd", "norm": "linf", "steps": 5, "random_start": "uniform"}
+    res = MEASURES.get("matched_strength")(
+        model, attacks={"ref": {**pgd, "eps": "4/255", "step_size": "0.8/255"}, "dra": {"name": "dra", "eps": "1/255"}},
+        match={"reference": "ref", "family": pgd, "iterations": 8}).evaluate(loader_of(x[:64], y[:64]))
+    assert abs(res["matched_robust"] - res["reference_robust"]) <= 100 / 64 + 1e-9   # within one image
+    assert 3 <= res["matched_eps_255"] <= 5 and set(res["robust"]) == {"ref", "dra"}
+    with pytest.raises(SpecError, match="match needs reference"):
+        MEASURES.get("matched_strength").check_params({"attacks": {"a": pgd}, "match": {"reference": "b", "family": pgd}})
+
+
+def test_perturbation_and_corruption_samples_measures(trained):
+    from bench.measures import MEASURES
+
+    model, x, y = trained
+    attacks = {"pgd": {"name": "pgd", "eps": "2.55/255", "step_size": "0.51/255", "steps": 5},
+               "dra": {"name": "dra", "eps": "1/255", "p": "1/3", "steps": 5}}
+    res = MEASURES.get("perturbation")(model, attacks=attacks, index=3).evaluate(loader_of(x[:40], y[:40], 16))
+    assert res["dra"]["l0"] <= 100 / 3 + 1e-6 < res["pgd"]["l0"]          # DRA keeps a third of the values
+    assert res["dra"]["l1"] < res["pgd"]["l1"] and res["pgd"]["linf"] <= 2.55 + 1e-4
+    assert res["image"]["index"] == 3 and len(res["image"]["dra"]["delta"]) == 3
+    assert -1 <= res["pgd"]["saliency"] <= 1 and res["dra"]["saliency"] > res["pgd"]["saliency"]
+    grid = MEASURES.get("corruption_samples")(model, source="synthetic", severities=[1, 5]).evaluate(loader_of(x[:8], y[:8]))
+    assert set(grid["images"]) == {"snow", "frost", "zoom_blur", "motion_blur", "jpeg_compression", "gaussian_noise"}
+    assert set(grid["images"]["snow"]) == {"1", "5"} and grid["n"] == 12 and 0 <= grid["correct"] <= 100
+
+
 # ---- the fine-tuning method -------------------------------------------------------------------
 
 class Recorder:
