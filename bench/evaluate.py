@@ -160,7 +160,7 @@ def _run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, prot
     batch_size = protocol.get("batch_size", 500)
     loader = make_loader(data, "test", batch_size, dev, channels_last=bool(prec.get("channels_last", False)))
     bar = tqdm(total=len(loader), desc=f"{run_id} {protocol_id}", file=sys.stderr,
-               disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
+               disable=not progress, mininterval=1 if sys.stderr.isatty() else 60)
     start = time.perf_counter()
     seed = protocol.get("seed", 0)
     kwargs = {}

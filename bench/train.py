@@ -228,8 +228,9 @@ def _train(run_id: str, cfg: dict[str, Any], run_dir: Path, helper_dirs: dict[st
     if extra is not None:
         log(f"[{run_id}] extra training data: {json.dumps(extra.fingerprint)}")
 
+    # a progress bar on a terminal; in a log (a Snakemake job's train.log) one line per epoch
     bar = tqdm(total=epochs * len(train_loader), initial=start_epoch * len(train_loader), desc=run_id,
-               file=sys.stderr, disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
+               file=sys.stderr, disable=not progress or not sys.stderr.isatty(), mininterval=1)
     meta = dict(model_cfg=cfg["model"], num_classes=info.num_classes, in_channels=info.shape[0])
     with checkpoint.BackgroundWriter() as writer:   # checkpoint writes off the critical path, in order
         for epoch in range(start_epoch, epochs):

@@ -65,14 +65,39 @@ def names() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.yaml") if p.stem != "schema")
 
 
+def _cached(path: Path) -> dict[str, Any]:
+    """The spec at ``path``, read and schema-checked once per content: every job of a workflow
+    plans again, and YAML parsing and schema validation were most of that (results/cache/specs/)."""
+    import hashlib
+    import json
+    import os
+
+    data = path.read_bytes()
+    key = hashlib.sha256(data + (HERE / "schema.yaml").read_bytes()).hexdigest()[:20]
+    cache = Path(os.environ.get("BENCH_CACHE", "results/cache")).expanduser() / "specs" / f"{path.stem}-{key}.json"
+    if cache.is_file():
+        try:
+            return json.loads(cache.read_text())
+        except ValueError:   # a damaged cache entry: read the spec again
+            pass
+    spec = read_yaml(path)
+    validate(spec, "spec", str(path))
+    from ..fileio import write_text
+
+    try:   # key order kept (a table's columns and published values pair by position)
+        write_text(cache, json.dumps(spec))
+    except OSError:          # a read-only cache: plan without it
+        pass
+    return json.loads(json.dumps(spec))   # the same types whether read from the cache or not
+
+
 def load(paper: str, path: Path | None = None) -> dict[str, Any]:
     """The spec of ``paper`` (or the file at ``path``), validated."""
     if path is None:
         if paper not in names():
             raise UnknownNameError(f"unknown paper {paper!r}; known: {', '.join(names())}")
         path = HERE / f"{paper}.yaml"
-    spec = read_yaml(path)
-    validate(spec, "spec", str(path))
+    spec = _cached(path)
     if spec["paper"] != paper:   # so two files can never claim the same paper
         raise SpecError(f"{path}: paper: {spec['paper']!r} differs from its file name ({paper!r}): "
                         f"each paper has one spec file, named after its id")
