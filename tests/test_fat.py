@@ -633,7 +633,7 @@ def test_figures_with_per_cell_csvs_pin_and_regress(tmp_path, monkeypatch):
     fields = ["setting", "row", "column", "mean", "std", "n", "values", "dataset_sha256", "x"]
 
     def write(rows, name="fat_fig4", cols=fields):
-        with open(tmp_path / f"figures/mini/{name}.csv", "w", newline="") as f:
+        with open(tmp_path / f"figures/mini/{name}.cells.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
             w.writerows(rows)
@@ -641,7 +641,8 @@ def test_figures_with_per_cell_csvs_pin_and_regress(tmp_path, monkeypatch):
     row = dict(setting="scnn", row="fat_0", column="natural", mean="40.0", std="1.0", n="3", values="39 40 41",
                dataset_sha256="h", x="0")
     write([row, {**row, "row": "fat_1", "mean": "38.0", "x": "1"}])
-    assert regress.pin("figures/mini/fat_fig4") == tmp_path / "ref/mini/fat_fig4.csv"
+    key = regress.data_key({("s", "r", "c"): row})
+    assert regress.pin("figures/mini/fat_fig4") == tmp_path / f"ref/mini/{key}/fat_fig4.csv"
     assert regress.regress("figures/mini/fat_fig4") == []
     write([{**row, "mean": "45.0"}, {**row, "row": "fat_1", "mean": "38.0", "x": "1"}])
     problems = regress.regress("figures/mini/fat_fig4")

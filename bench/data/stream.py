@@ -29,7 +29,7 @@ from typing import Iterator
 
 import torch
 
-from .readers import IMAGE_SUFFIXES
+from .locate import IMAGE_SUFFIXES
 
 SAMPLE_FILES = 1000
 CROP, RESIZE = 224, 256
