@@ -188,15 +188,30 @@ def cmd_pin(args) -> None:
 
 
 def cmd_regress(args) -> None:
-    from .report.regress import regress
+    from .report.regress import pinned_targets, regress
 
-    stem = _plan(args).table(args.target).stem
-    problems = regress(stem)
-    for p in problems:
-        print(f"DRIFT {p}", file=sys.stderr)
-    if problems:
-        raise BenchError(f"{stem}: {len(problems)} cell(s) drifted from the pinned reference")
-    print(f"{stem}: matches the pinned reference")
+    if args.all == (args.target is not None):
+        raise BenchError("bench regress: give a target or --all (with --scale)")
+    if args.all and not args.scale:
+        raise BenchError("bench regress --all: give --scale (smoke | mini | paper)")
+    stems = pinned_targets(args.scale) if args.all else [_plan(args).table(args.target).stem]
+    if not stems:
+        raise BenchError(f"no pinned references at the {args.scale} scale (tests/reference/{args.scale}/)")
+    failed = []
+    for stem in stems:
+        try:
+            problems, label = regress(stem), "DRIFT"
+        except BenchError as e:          # not rendered, or no pin made on this data: a failure too
+            problems, label = [str(e)], "ERROR"
+        for p in problems:
+            print(f"{label} {stem}: {p}", file=sys.stderr)
+        if problems:
+            failed.append(f"{stem} ({len(problems)})")
+        else:
+            print(f"{stem}: matches the pinned reference")
+    if failed:
+        raise BenchError(f"{len(failed)} of {len(stems)} target(s) differ from their pinned references: "
+                         + ", ".join(failed))
 
 
 def cmd_data(args) -> None:
@@ -320,8 +335,11 @@ def main(argv: list[str] | None = None) -> None:
                  "Copies the target's per-cell numbers to tests/reference/<scale>/.", scale="target")
     sp.add_argument("target")
     sp = command("regress", cmd_regress, "compare a rendered table with its pinned reference",
-                 "Exits non-zero, naming every drifted cell, when a cell moved beyond its tolerance.", scale="target")
-    sp.add_argument("target")
+                 "Exits non-zero, naming every drifted cell, when a cell moved beyond its tolerance, or when "
+                 "a target is not rendered or has no pin made on its data. --all: every target pinned at "
+                 "--scale (the nightly job).", scale="target")
+    sp.add_argument("target", nargs="?")
+    sp.add_argument("--all", action="store_true", help="every target with a pinned reference at --scale")
     sp = command("data", cmd_data, "check, fingerprint or download datasets and checkpoints",
                  "Datasets by name, RobustBench checkpoints as robustbench:<dataset>/<threat model>/<id>. "
                  "`check` reads every file a dataset's reader needs (without decoding); --strict exits 1 "

@@ -574,6 +574,12 @@ class Plan:
         return sorted(set(out))
 
     def _add_paper(self, spec: dict) -> None:
+        ids = {*spec.get("tables", {}), *spec.get("figures", {})}
+        for choice in spec.get("choices", []):
+            unknown = sorted(set(choice.get("targets", [])) - ids)
+            if unknown:
+                raise SpecError(f"{spec['paper']}: choice {choice['topic']!r} names unknown tables/figures {unknown} "
+                                f"(known: {', '.join(sorted(ids))})")
         for kind, section in (("table", "tables"), ("figure", "figures")):
             for tid, target in spec.get(section, {}).items():
                 self._add_target(spec, kind, tid, self._expand(spec, tid, target))

@@ -254,6 +254,10 @@ tables:
       toy: {old: [50.0, 10.0, null]}
     claims:
       - {id: beats_old, text: "AT beats the quoted row", check: "at.toy.clean > old.toy.clean"}
+  t2: {title: "T2", like: t1, rows_only: [at], columns: {clean: {label: Clean, protocol: clean, metric: clean}}}
+choices:
+  - {topic: "everywhere", chosen: "a choice of every target"}
+  - {topic: "only T2", chosen: "a choice of T2 alone", targets: [t2]}
 """
 
 

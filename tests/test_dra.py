@@ -227,17 +227,37 @@ def loader_of(x, y, bs=32):
     return DeviceLoader(Split((x * 255).round().to(torch.uint8), y), bs, torch.device("cpu"))
 
 
-def test_matched_strength_finds_the_eps_of_a_known_attack(trained):
-    """Known answer: matching PGD-5 (α = ε/5) against PGD-5 at 4/255 itself recovers about 4/255."""
+class MeanPixel(torch.nn.Module):
+    """Class 0 iff the mean pixel exceeds 128/255: an ℓ∞ attack of radius ε lowers the margin z
+    by exactly ε, so robust accuracy at ε is the share of examples with z > ε (a known answer)."""
+    def __init__(self):
+        super().__init__()
+        self.zero = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        z = x.flatten(1).mean(1) - 128 / 255 + self.zero
+        return torch.stack([z, -z], 1)
+
+
+def test_matched_strength_finds_the_eps_of_a_known_attack():
+    """Known answer: matching PGD-5 (α = ε/5) against PGD-5 at 4/255 itself recovers 4/255, on a
+    model whose robust accuracy falls by one example every 1/8 of 1/255."""
     from bench.measures import MEASURES
 
-    model, x, y = trained
+    x = torch.full((64, 3, 8, 8), 128 / 255)
+    for i in range(64):                          # z_i = (i + 1) / (8 · 255): 8/255 added to 3(i + 1) of 192 pixels
+        x[i].view(-1)[: 3 * (i + 1)] += 8 / 255
+    y = torch.zeros(64, dtype=torch.long)
     pgd = {"name": "pgd", "norm": "linf", "steps": 5, "random_start": "uniform"}
     res = MEASURES.get("matched_strength")(
-        model, attacks={"ref": {**pgd, "eps": "4/255", "step_size": "0.8/255"}, "dra": {"name": "dra", "eps": "1/255"}},
-        match={"reference": "ref", "family": pgd, "iterations": 8}).evaluate(loader_of(x[:64], y[:64]))
+        MeanPixel().eval(), attacks={"ref": {**pgd, "eps": "4/255", "step_size": "0.8/255"},
+                                     "dra": {"name": "dra", "eps": "1/255"}},
+        match={"reference": "ref", "family": pgd, "iterations": 10}).evaluate(loader_of(x, y))
+    # from a uniform start five steps of ε/5 lower the mean pixel by 3ε/4 (a start above 0 ends above −ε):
+    # at 4/255 the examples with z ≤ 3/255 fall, 24 of 64
+    assert res["clean"] == 100 and abs(res["reference_robust"] - 100 * 40 / 64) <= 100 / 64 + 1e-9
     assert abs(res["matched_robust"] - res["reference_robust"]) <= 100 / 64 + 1e-9   # within one image
-    assert 3 <= res["matched_eps_255"] <= 5 and set(res["robust"]) == {"ref", "dra"}
+    assert 3.8 <= res["matched_eps_255"] <= 4.2 and set(res["robust"]) == {"ref", "dra"}
     with pytest.raises(SpecError, match="match needs reference"):
         MEASURES.get("matched_strength").check_params({"attacks": {"a": pgd}, "match": {"reference": "b", "family": pgd}})
 

@@ -650,3 +650,19 @@ def test_figures_with_per_cell_csvs_pin_and_regress(tmp_path, monkeypatch):
     write([{"space": "pca", "x": "1"}], name="fat_fig3", cols=["space", "x"])
     with pytest.raises(BenchError, match="per-cell columns"):
         regress.pin("figures/mini/fat_fig3")
+
+
+def test_regress_all_checks_every_pinned_target_of_a_scale(tmp_path, monkeypatch, capsys):
+    from bench import cli
+    from bench.report import regress
+
+    test_figures_with_per_cell_csvs_pin_and_regress(tmp_path, monkeypatch)   # pins fat_fig4 (now drifted)
+    assert regress.pinned_targets("mini") == ["figures/mini/fat_fig4"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["regress", "--all", "--scale", "mini"])
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and "DRIFT figures/mini/fat_fig4: scnn/fat_0/natural" in err and "1 of 1 target" in err
+    (tmp_path / "figures/mini/fat_fig4.cells.csv").unlink()
+    with pytest.raises(SystemExit):
+        cli.main(["regress", "--all", "--scale", "mini"])
+    assert "ERROR figures/mini/fat_fig4: figures/mini/fat_fig4.cells.csv does not exist" in capsys.readouterr().err

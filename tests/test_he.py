@@ -714,3 +714,7 @@ def test_smoke_tables_1_and_7_build_through_snakemake(tmp_path):
     for needle in ("| 67.09 |", "| 33.75 |", "bench.attacks.pgd_fn", "Hardware:", "more efficient with FN"):
         assert needle in t7, needle
     assert "not run" not in t7.split("## Claims")[0]
+    # snakemake --report: the tables, with their captions, in one self-contained HTML file
+    snakemake(tmp_path, "--report", str(tmp_path / "report.html"), "tables/smoke/he_table7.md", env=env)
+    html = (tmp_path / "report.html").read_text()
+    assert "he_table7.md" in html and "Tables" in html

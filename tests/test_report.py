@@ -106,3 +106,30 @@ def test_nan_results_never_render_as_numbers(tmp_path, monkeypatch):
     cell = next(r for r in rows if (r["row"], r["setting"], r["column"]) == ("hat", "cifar10", "robust"))
     assert cell["mean"] == "" and cell["verdict"] == "not run" and "nan" not in cell["values"]
     assert "n/a (nan)" in (tmp_path / "tables/smoke/hat_table2.tex").read_text()
+
+
+def test_figure_titles_come_from_the_caption_and_never_overlap():
+    import matplotlib.pyplot as plt
+
+    from bench.report.figures import add_title, caption_title
+
+    cap = ("Figure 9. Small CNN trained with App. B's search (Eq. 6, K = 10): Madry and FAT. "
+           "The second sentence is in the report only.")
+    assert caption_title(cap, "fat", "mini") == ("FAT Figure 9. Small CNN trained with App. B's search "
+                                                 "(Eq. 6, K = 10): Madry and FAT. (mini scale)")
+    fig, axes = plt.subplots(1, 3, figsize=(6, 2))
+    for ax in axes:
+        ax.set_title("a panel title")
+        ax.plot([0, 1], [0, 1], label="x")
+    fig.suptitle("the plotter's own title")
+    fig.tight_layout()
+    add_title(fig, caption_title("Figure 1. " + "a long first sentence, " * 12 + "its end.", "fat", "mini"))
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    title = fig.texts[-1]
+    assert "\n" in title.get_text()                       # wrapped to the figure's width
+    tb = title.get_window_extent(r)
+    assert tb.width <= fig.bbox.width
+    others = [ax.get_tightbbox(r) for ax in axes] + [fig._suptitle.get_window_extent(r)]
+    assert not any(tb.overlaps(o) for o in others)
+    plt.close(fig)

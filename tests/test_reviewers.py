@@ -62,6 +62,22 @@ def test_explain_prints_runs_protocols_data_and_provenance(toy_rendered):
         explain(plan, "tables/smoke/toyq_t1", "at.toy.accuracy")
 
 
+def test_each_report_lists_the_choices_that_concern_it(toy_rendered, toy_spec):  # noqa: F811
+    from bench.errors import SpecError
+    from bench.plan import Plan
+    from bench.report.render import render
+
+    plan, _, root = toy_rendered
+    t1 = (root / "tables/smoke/toyq_t1.md").read_text()
+    assert "**everywhere**" in t1 and "only T2" not in t1
+    render(plan, plan.table("tables/smoke/toyq_t2"))
+    t2 = (root / "tables/smoke/toyq_t2.md").read_text()
+    assert "**everywhere**" in t2 and "**only T2**" in t2
+    toy_spec.write_text(toy_spec.read_text().replace("targets: [t2]", "targets: [t3]"))
+    with pytest.raises(SpecError, match=r"choice 'only T2' names unknown tables/figures \['t3'\]"):
+        Plan("smoke", papers=["toyq"])
+
+
 def test_latex_is_paste_ready(toy_rendered):
     _, table, root = toy_rendered
     text = (root / "tables/smoke/toyq_t1.tex").read_text()
@@ -131,3 +147,17 @@ def test_bench_device_overrides_the_lease(monkeypatch):
     assert devices.choose(4) == "cuda:7"
     monkeypatch.delenv("BENCH_DEVICE")
     assert devices.choose(0) == "cpu" and devices.choose(1) == "cuda"
+
+
+def test_the_nightly_workflow_regresses_the_mini_scale_on_a_gpu_runner():
+    import yaml
+
+    from conftest import REPO
+
+    wf = yaml.safe_load((REPO / ".github/workflows/nightly.yml").read_text())
+    gpu, cpu = wf["jobs"]["gpu"], wf["jobs"]["cpu"]
+    assert "self-hosted" in gpu["runs-on"] and "gpu" in gpu["runs-on"]
+    runs = lambda job: " ".join(s.get("run", "") for s in job["steps"])   # noqa: E731
+    assert " mini " in runs(gpu) and "bench regress --all --scale mini" in runs(gpu)
+    assert "pytest" in runs(cpu) and "smoke" in runs(cpu)
+    assert any("cron" in s for s in wf[True]["schedule"])     # YAML reads the key `on` as True

@@ -72,6 +72,15 @@ def pins(stem: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def pinned_targets(scale: str) -> list[str]:
+    """Every target with a pin at ``scale`` (read from the pins' records), sorted."""
+    found = set()
+    for meta in (REFERENCE / scale).glob("data-*/*.json"):
+        target = read_json(meta).get("target")
+        found.add(target or (f"tables/{meta.stem}" if scale == "paper" else f"tables/{scale}/{meta.stem}"))
+    return sorted(found)
+
+
 def pin(stem: str, datasets: dict[str, dict[str, Any]] | None = None) -> Path:
     """Pin the rendered numbers of ``stem``, keyed by the data they were computed on
     (``datasets``: name → fingerprint, recorded beside the pin)."""
