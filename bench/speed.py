@@ -33,7 +33,7 @@ FULL = {"models": {"resnet18": "resnet18", "wrn34_10": "wrn34_10"}, "batch": 128
         "warmup": 3}
 QUICK = {"models": {"resnet18 (smoke size)": {"name": "resnet", "blocks": [1, 1, 1, 1], "width": 8},
                     "wrn (smoke size)": {"name": "wide_resnet", "depth": 10, "widen": 1}},
-         "batch": 32, "steps": 3, "repeats": 3, "warmup": 1}
+         "batch": 32, "steps": 3, "repeats": 5, "warmup": 3}
 EPS, ALPHA = 8 / 255, 2 / 255
 
 
