@@ -271,7 +271,7 @@ def test_a_probe_column_on_runs_without_the_probe_is_a_clear_error():
     spec["figures"]["fig7"]["settings"]["e8"]["recipe"] = "step"
     plan = Plan("smoke", papers=["hat"])      # the BAT spec is added below, modified
     with pytest.raises(SpecError, match="does not record"):
-        plan._add_paper({**spec, "figures": {"fig7": spec["figures"]["fig7"]}})
+        plan._add_paper({**spec, "figures": {"fig7": spec["figures"]["fig7"]}, "choices": []})
 
 
 def test_kl_claim_can_fail():
