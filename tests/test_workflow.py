@@ -161,10 +161,10 @@ def test_workflow_profiles_dry_run(tmp_path, profile):
     provider (S3 cannot be reached from this machine), the rest of the profile as shipped."""
     if profile != "default":
         pytest.importorskip(f"snakemake_executor_plugin_{profile}")
-    extra = (["--default-storage-provider", "fs", "--default-storage-prefix", str(tmp_path / "store")]
-             if profile == "kubernetes" else [])
+    extra = []
     if profile == "kubernetes":
         pytest.importorskip("snakemake_storage_plugin_fs")
+        extra = ["--default-storage-provider", "fs", "--default-storage-prefix", str(tmp_path / "store")]
     out = snakemake(tmp_path, "--profile", str(REPO / "profiles" / profile), "-n", *extra,
                     "tables/hat_table2.md", env={**os.environ, "BENCH_DATA": str(tmp_path / "nodata")},
                     check=False)

@@ -77,7 +77,9 @@ def pinned_targets(scale: str) -> list[str]:
     found = set()
     for meta in (REFERENCE / scale).glob("data-*/*.json"):
         target = read_json(meta).get("target")
-        found.add(target or (f"tables/{meta.stem}" if scale == "paper" else f"tables/{scale}/{meta.stem}"))
+        if not target:     # `pin` always records it; a record without one cannot say table or figure
+            raise BenchError(f"{meta} names no target: remove the pin and make it again with `bench pin`")
+        found.add(target)
     return sorted(found)
 
 
