@@ -13,14 +13,15 @@ image (APGD-CE's 100 iterations on every image, then APGD-T, FAB-T and Square on
 
 The throughput (effective FLOP/s of this device and precision) comes from, in order: this
 device's ``bench speed`` result (results/speed/<device>.json: the PGD-AT rows' images/s ×
-their passes × F), or the suite's own finished runs on this device (run.json's measured
-images/s), or, with neither, an assumed 100 TFLOP/s (an H100 in bf16 near its practical
+their passes × F), or the median of the suite's own finished runs on this device (run.json's
+measured images/s × passes × F; the plan's scale first), or, with neither, an assumed 100 TFLOP/s (an H100 in bf16 near its practical
 bound for ResNet-sized convolutions), said so in the output. The prediction is within a
 factor of about two; a run shared by several targets is counted once in a total.
 """
 from __future__ import annotations
 
 import json
+import statistics
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -120,16 +121,41 @@ def eval_flops(plan: Plan, key: str) -> float:
     return f * n * passes
 
 
-def throughput(device: str | None = None) -> tuple[float, str]:
-    """Effective FLOP/s and where the figure comes from."""
+def this_device() -> str:
+    """The device this machine's jobs compute on (``BENCH_DEVICE`` if set, as bench/devices.py
+    chooses it, without taking a lease), named as run.json and ``bench speed`` name it."""
+    import os
+
+    import torch
+
+    from .provenance import cpu_name
+
+    name = os.environ.get("BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.cuda.get_device_name(torch.device(name)) if name.startswith("cuda") else f"CPU {cpu_name()}"
+
+
+def run_device(info: dict[str, Any]) -> str | None:
+    """The device a finished run trained on (from its run.json), or None for an older record."""
+    env, dev = info.get("environment") or {}, str((info.get("config") or {}).get("device", ""))
+    if dev.startswith("cuda"):
+        return env.get("cuda_device")
+    return f"CPU {env['cpu']}" if dev == "cpu" and env.get("cpu") else None
+
+
+def throughput(device: str | None = None, scale: str | None = None) -> tuple[float, str]:
+    """Effective FLOP/s on ``device`` (default: this machine's) and where the figure comes from:
+    its ``bench speed`` result, else the median of its finished runs (of ``scale`` first: small
+    models use a device less well than large ones), else the assumed 100 TFLOP/s."""
     from .data.catalog import DATASETS
     from .methods import METHODS
 
-    speed_dir = layout.results_root() / "speed"
+    device = device or this_device()
+    root = layout.results_root()
+    speed_dir = root / "speed"
     files = sorted(speed_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if speed_dir.exists() else []
     for path in reversed(files):
         data = json.loads(path.read_text())
-        if device and data["device"] != device:
+        if not data["device"].startswith(device):     # a CPU's entry also names its thread count
             continue
         rates = []
         for row in data["rows"]:
@@ -139,27 +165,30 @@ def throughput(device: str | None = None) -> tuple[float, str]:
                 rates.append(row["suite_none"] * passes * forward_flops(canonical(model), 10, (3, 32, 32)))
         if rates:
             return max(rates), f"bench speed on {data['device']} ({path})"
-    runs = sorted((layout.results_root() / "paper" / "runs").glob("*/run.json")) if (
-        layout.results_root() / "paper" / "runs").exists() else []
-    rates = []
-    for path in runs[:50]:
-        info = json.loads(path.read_text())
-        cfg, tp = info.get("config", {}), info.get("throughput")
-        if not tp or "method" not in cfg:
-            continue
-        ds = DATASETS.get(cfg["dataset"])
+    by_scale: dict[str, list[float]] = {}
+    for path in sorted(root.glob("*/runs/*/run.json")):
         try:
-            rates.append(tp["images_per_s"] * run_passes(cfg) * forward_flops(canonical(cfg["model"]), ds.num_classes,
-                                                                               tuple(ds.shape)))
-        except Exception:   # a run of an older config: skip it
+            info = json.loads(path.read_text())
+            cfg, tp = info.get("config", {}), info.get("throughput")
+            if not tp or "method" not in cfg or run_device(info) != device:
+                continue
+            ds = DATASETS.get(cfg["dataset"])
+            rate = tp["images_per_s"] * run_passes(cfg) * forward_flops(canonical(cfg["model"]), ds.num_classes,
+                                                                        tuple(ds.shape))
+        except Exception:   # a run of an older config, or one being written: skip it
             continue
+        by_scale.setdefault(path.parent.parent.parent.name, []).append(rate)
+    pool = scale if scale in by_scale else None
+    rates = by_scale[pool] if pool else [r for rs in by_scale.values() for r in rs]
     if rates:
-        return sorted(rates)[len(rates) // 2], f"the median of {len(rates)} finished paper-scale runs here"
-    return ASSUMED_FLOPS, "assumed (no bench speed result or finished run on this device): 100 TFLOP/s effective"
+        where = f"{pool}-scale" if pool else "finished"
+        return statistics.median(rates), f"the median of {len(rates)} {where} runs on {device}"
+    return ASSUMED_FLOPS, (f"assumed: no bench speed result or finished run on {device}; 100 TFLOP/s effective "
+                           "(an H100 in bf16)")
 
 
 def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
-    rate, source = throughput()
+    rate, source = throughput(scale=plan.scale_name)
     out, all_runs, all_evals = [], set(), set()
     for t in tables:
         keys = t.eval_keys()

@@ -234,7 +234,9 @@ def _eval_rows(label, spec, x, y, dev, cfg, quick, say) -> list[dict[str, Any]]:
 def _device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    from .provenance import cpu_name
+
+    return f"CPU {cpu_name()} ({torch.get_num_threads()} threads)"   # cost.this_device() and a prefix
 
 
 def _slug(s: str) -> str:

@@ -1,0 +1,74 @@
+"""``bench plan --cost`` (bench/cost.py): FLOPs against a hand count, the throughput's source on
+this device, and an estimate for every paper-scale target."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import cost
+from bench.plan import Plan, canonical
+from bench.provenance import cpu_name
+
+# TRADES' MNIST CNN at 28×28, multiply-adds × 2: conv 1→20 5×5 on 24×24, conv 20→50 5×5 on 8×8,
+# fc 800→500, fc 500→10
+MNIST_CNN_FLOPS = 2 * (1 * 20 * 25 * 24 * 24 + 20 * 50 * 25 * 8 * 8 + 800 * 500 + 500 * 10)
+
+
+def test_forward_flops_match_a_hand_count():
+    model = canonical({"name": "mnist_cnn"})
+    assert cost.forward_flops(model, 10, (1, 28, 28)) == MNIST_CNN_FLOPS
+    cost.forward_flops.cache_clear()
+    assert cost.forward_flops(model, 10, (1, 28, 28)) == MNIST_CNN_FLOPS   # from the disk cache
+
+
+def test_attack_passes():
+    assert cost.attack_passes(None) == 0 and cost.attack_passes({"name": "none"}) == 0
+    assert cost.attack_passes({"name": "fgsm"}) == 2
+    assert cost.attack_passes({"name": "pgd", "steps": 20, "restarts": 5}) == 200
+    assert cost.attack_passes({"name": "autoattack"}) == cost.AA_PASSES
+
+
+def _run(root, scale, name, images_per_s, cpu, device="cpu"):
+    cfg = {"method": {"name": "pgd_at"}, "attack": {"steps": 10}, "dataset": "mnist",
+           "model": {"name": "mnist_cnn"}, "device": device}
+    d = root / scale / "runs" / name
+    d.mkdir(parents=True)
+    (d / "run.json").write_text(json.dumps({"config": cfg, "throughput": {"images_per_s": images_per_s},
+                                            "environment": {"cpu": cpu}}))
+
+
+def test_throughput_from_this_devices_runs_then_its_speed_result(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    rate, source = cost.throughput()
+    assert rate == cost.ASSUMED_FLOPS and source.startswith("assumed") and cpu_name() in source
+    per_image = cost.run_passes({"method": {"name": "pgd_at"}, "attack": {"steps": 10}}) * MNIST_CNN_FLOPS
+    assert per_image == (3 + 20) * MNIST_CNN_FLOPS
+    _run(root, "mini", "a", 100.0, cpu_name())
+    _run(root, "mini", "b", 300.0, cpu_name())
+    _run(root, "mini", "c", 200.0, cpu_name())
+    _run(root, "smoke", "d", 10.0, cpu_name())
+    _run(root, "mini", "e", 1e6, "another CPU")                  # another machine's run: not this device's
+    _run(root, "mini", "f", 1e6, cpu_name(), device="cuda")    # a GPU run without its device name: skipped
+    rate, source = cost.throughput(scale="mini")
+    assert rate == pytest.approx(200.0 * per_image) and "median of 3 mini-scale runs" in source
+    rate, source = cost.throughput(scale="paper")                 # none at that scale: every scale's
+    assert rate == pytest.approx(150.0 * per_image) and "median of 4 finished runs" in source
+    speed = root / "speed"
+    speed.mkdir()
+    row = {"method": "pgd_at", "suite_none": 50.0, "model_spec": {"name": "mnist_cnn"}, "attack_steps": 10}
+    (speed / "other.json").write_text(json.dumps({"device": "NVIDIA H100", "rows": [{**row, "suite_none": 1e9}]}))
+    (speed / "here.json").write_text(json.dumps({"device": f"CPU {cpu_name()} (2 threads)", "rows": [row]}))
+    rate, source = cost.throughput(scale="mini")
+    f32 = cost.forward_flops(canonical({"name": "mnist_cnn"}), 10, (3, 32, 32))
+    assert rate == pytest.approx(50.0 * 23 * f32) and source.startswith("bench speed on CPU")
+
+
+def test_every_paper_target_gets_an_estimate(capsys):
+    plan = Plan("paper")
+    est = cost.estimate(plan, list(plan.tables.values()))
+    assert len(est["targets"]) == len(plan.tables) > 0
+    for t in est["targets"]:
+        assert t["train_hours"] >= 0 and t["eval_hours"] >= 0
+        assert t["train_hours"] + t["eval_hours"] > 0 or t["runs"] == 0, t
+    assert est["total_hours"] > 1000          # GPU-days at the paper scale even near the hardware bound
