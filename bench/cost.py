@@ -52,7 +52,7 @@ def forward_flops(model_json: str, num_classes: int, shape: tuple[int, ...]) -> 
         from .models import build
 
         with torch.device("meta"):
-            model = build(json.loads(model_json), num_classes, shape[0] if len(shape) == 3 else shape[0])
+            model = build(json.loads(model_json), num_classes, shape[0])
             x = torch.empty(1, *shape)
         with FlopCounterMode(display=False) as counter:
             model(x)

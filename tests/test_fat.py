@@ -621,42 +621,54 @@ def test_small_cnn_pools_only_off_its_native_size():
     assert torch.equal(m(x), m.fc2(m.activ(m.fc1(h.view(2, -1)))))
 
 
-def test_figures_with_per_cell_csvs_pin_and_regress(tmp_path, monkeypatch):
+FIG_FIELDS = ["setting", "row", "column", "mean", "std", "n", "values", "dataset_sha256", "x"]
+FIG_ROW = dict(setting="scnn", row="fat_0", column="natural", mean="40.0", std="1.0", n="3", values="39 40 41",
+               dataset_sha256="h", x="0")
+
+
+@pytest.fixture
+def fig_csvs(tmp_path, monkeypatch):
+    """A workspace with a reference folder of its own; writes a figure's per-cell CSV."""
     import csv
 
-    from bench.errors import BenchError
     from bench.report import regress
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(regress, "REFERENCE", tmp_path / "ref")
     (tmp_path / "figures/mini").mkdir(parents=True)
-    fields = ["setting", "row", "column", "mean", "std", "n", "values", "dataset_sha256", "x"]
 
-    def write(rows, name="fat_fig4", cols=fields):
+    def write(rows, name="fat_fig4", cols=FIG_FIELDS):
         with open(tmp_path / f"figures/mini/{name}.cells.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
             w.writerows(rows)
 
-    row = dict(setting="scnn", row="fat_0", column="natural", mean="40.0", std="1.0", n="3", values="39 40 41",
-               dataset_sha256="h", x="0")
-    write([row, {**row, "row": "fat_1", "mean": "38.0", "x": "1"}])
-    key = regress.data_key({("s", "r", "c"): row})
+    return write
+
+
+def test_figures_with_per_cell_csvs_pin_and_regress(tmp_path, fig_csvs):
+    from bench.errors import BenchError
+    from bench.report import regress
+
+    fig_csvs([FIG_ROW, {**FIG_ROW, "row": "fat_1", "mean": "38.0", "x": "1"}])
+    key = regress.data_key({("s", "r", "c"): FIG_ROW})
     assert regress.pin("figures/mini/fat_fig4") == tmp_path / f"ref/mini/{key}/fat_fig4.csv"
     assert regress.regress("figures/mini/fat_fig4") == []
-    write([{**row, "mean": "45.0"}, {**row, "row": "fat_1", "mean": "38.0", "x": "1"}])
+    fig_csvs([{**FIG_ROW, "mean": "45.0"}, {**FIG_ROW, "row": "fat_1", "mean": "38.0", "x": "1"}])
     problems = regress.regress("figures/mini/fat_fig4")
     assert len(problems) == 1 and "scnn/fat_0/natural" in problems[0] and "Δ +5.00" in problems[0]
-    write([{"space": "pca", "x": "1"}], name="fat_fig3", cols=["space", "x"])
+    fig_csvs([{"space": "pca", "x": "1"}], name="fat_fig3", cols=["space", "x"])
     with pytest.raises(BenchError, match="per-cell columns"):
         regress.pin("figures/mini/fat_fig3")
 
 
-def test_regress_all_checks_every_pinned_target_of_a_scale(tmp_path, monkeypatch, capsys):
+def test_regress_all_checks_every_pinned_target_of_a_scale(tmp_path, fig_csvs, capsys):
     from bench import cli
     from bench.report import regress
 
-    test_figures_with_per_cell_csvs_pin_and_regress(tmp_path, monkeypatch)   # pins fat_fig4 (now drifted)
+    fig_csvs([FIG_ROW])
+    regress.pin("figures/mini/fat_fig4")
+    fig_csvs([{**FIG_ROW, "mean": "45.0"}])                       # drifted
     assert regress.pinned_targets("mini") == ["figures/mini/fat_fig4"]
     with pytest.raises(SystemExit) as e:
         cli.main(["regress", "--all", "--scale", "mini"])
