@@ -45,7 +45,7 @@ def cmd_targets(args) -> None:
 
 def cmd_published(args) -> None:
     from . import specs
-    from .plan import published_cells, quoted_rows
+    from .plan_model import published_cells, quoted_rows
 
     w = csv.writer(sys.stdout, lineterminator="\n")
     if args.csv:

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
-from .plan import Plan, Table, canonical
+from .plan import Plan
+from .plan_model import Table, canonical
 
 AA_PASSES = 1700.0
 ASSUMED_FLOPS = 100e12

@@ -205,7 +205,7 @@ def test_figures_attack_with_the_papers_pgd50_at_the_settings_eps(paper_plan):
 
 
 def test_published_figure_numbers_are_in_the_paper_and_the_claim_holds_on_them(paper_plan):
-    from bench.plan import published_cells
+    from bench.plan_model import published_cells
     from bench.report import claims
     from bench import specs
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from bench import cost
-from bench.plan import Plan, canonical
+from bench.plan import Plan
+from bench.plan_model import canonical
 from bench.provenance import cpu_name
 
 # TRADES' MNIST CNN at 28×28, multiply-adds × 2: conv 1→20 5×5 on 24×24, conv 20→50 5×5 on 8×8,

@@ -24,7 +24,8 @@ from bench.errors import SpecError
 from bench.fileio import read_json
 from bench.methods import METHODS
 from bench.models import build as build_model
-from bench.plan import Plan, published_cells
+from bench.plan import Plan
+from bench.plan_model import published_cells
 from bench.specs import load as load_spec
 from bench.train import Updater, train
 

@@ -654,7 +654,7 @@ def test_reduced_scales_rescale_the_probe_and_skip_costly_attacks(plans):
 
 def test_every_published_number_of_the_paper_is_transcribed():
     from bench.specs import load
-    from bench.plan import published_cells
+    from bench.plan_model import published_cells
 
     counts: dict[str, int] = {}
     for t, *_ in published_cells(load("he")):
@@ -665,7 +665,7 @@ def test_every_published_number_of_the_paper_is_transcribed():
 
 
 def test_the_transcription_is_consistent_across_tables():
-    from bench.plan import published_cells
+    from bench.plan_model import published_cells
     from bench.specs import load
 
     pub = {(t, s, r, c): v for t, s, r, c, v, _ in published_cells(load("he"))}

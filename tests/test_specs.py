@@ -8,7 +8,8 @@ import yaml
 
 from bench import specs
 from bench.errors import SpecError
-from bench.plan import Plan, published_cells
+from bench.plan import Plan
+from bench.plan_model import published_cells
 from bench.report import claims
 
 from conftest import REPO

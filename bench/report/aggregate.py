@@ -10,7 +10,8 @@ from typing import Any
 from .. import layout
 from ..errors import BenchError
 from ..fileio import read_json
-from ..plan import Cell, Plan, Table, published_cells
+from ..plan import Plan
+from ..plan_model import Cell, Table, published_cells
 from . import claims as claims_mod
 from .verdicts import (ABSENT, CITED, DECLARED, DIFFERS, HARDWARE, REPRODUCED, cell_verdict,
                        param_verdict)

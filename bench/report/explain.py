@@ -11,7 +11,8 @@ from typing import Any
 from .. import layout
 from ..errors import SpecError
 from ..fileio import read_json
-from ..plan import Cell, Plan, Table
+from ..plan import Plan
+from ..plan_model import Cell, Table
 
 
 def find_cell(table: Table, ref: str) -> Cell:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .. import layout, provenance
 from ..fileio import write_text
-from ..plan import Plan, Table
+from ..plan import Plan
+from ..plan_model import Table
 from . import verdicts as V
 from .aggregate import collect
 from .render import fmt_claim

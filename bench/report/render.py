@@ -11,7 +11,8 @@ import jinja2
 
 from .. import provenance
 from ..fileio import locked, write_text
-from ..plan import Plan, Table
+from ..plan import Plan
+from ..plan_model import Table
 from .aggregate import CellResult, TableResult, collect
 from .. import layout
 from .verdicts import DIFFERS, REPRODUCED, RULE
