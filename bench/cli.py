@@ -84,8 +84,10 @@ def cmd_plan(args) -> None:
               f"effective ({est['source']}); AutoAttack counted as {est['aa_passes']:.0f} forward passes per image; "
               f"within about ×2")
         for t in est["targets"]:
+            here = (f"; absent here: {', '.join(t['absent'])} (with partial=1: {t['hours_here']:.2f} h)"
+                    if t["absent"] else "")
             print(f"  {t['target']}: {t['train_hours'] + t['eval_hours']:.2f} h ({t['runs']} runs {t['train_hours']:.2f} h, "
-                  f"{t['evaluations']} evaluations {t['eval_hours']:.2f} h)")
+                  f"{t['evaluations']} evaluations {t['eval_hours']:.2f} h{here})")
         print(f"total: {est['total_hours']:.1f} h for {est['distinct_runs']} distinct runs (a run shared by targets "
               f"counted once)")
         return

@@ -189,21 +189,40 @@ def throughput(device: str | None = None, scale: str | None = None) -> tuple[flo
 
 
 def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
+    """Hours per target and in total; on a scale of real data, also the hours of what can run
+    with the data under the data root now (``--config partial=1``) and which data are absent."""
+    from .data.locate import available
+
     rate, source = throughput(scale=plan.scale_name)
+    real = plan.scale["data"]["source"] == "real"
     out, all_runs, all_evals = [], set(), set()
     for t in tables:
+        absent = sorted(d for d in t.datasets if real and not available(d))
         keys = t.eval_keys()
-        runs = {plan.evals[k].run_id for k in keys} | {r for c in t.cells for r in c.runs}
-        runs |= {req for r in list(runs) for req in _requires(plan, r)}
+        runs = _runs(plan, t, keys)
         train = sum(run_flops(plan, r) for r in runs) / rate / 3600
         evals = sum(eval_flops(plan, k) for k in keys) / rate / 3600
+        row = {"target": t.target, "runs": len(runs), "evaluations": len(keys), "train_hours": train,
+               "eval_hours": evals, "absent": absent}
+        if absent:
+            here = t.eval_keys(set(t.datasets) - set(absent))
+            row["hours_here"] = (sum(run_flops(plan, r) for r in _runs(plan, t, here, cited=False))
+                                 + sum(eval_flops(plan, k) for k in here)) / rate / 3600
         all_runs |= runs
         all_evals |= set(keys)
-        out.append({"target": t.target, "runs": len(runs), "evaluations": len(keys), "train_hours": train,
-                    "eval_hours": evals})
+        out.append(row)
     total = (sum(run_flops(plan, r) for r in all_runs) + sum(eval_flops(plan, k) for k in all_evals)) / rate / 3600
     return {"targets": out, "total_hours": total, "distinct_runs": len(all_runs), "rate": rate, "source": source,
             "aa_passes": AA_PASSES}
+
+
+def _runs(plan: Plan, table: Table, keys: list[str], cited: bool = True) -> set[str]:
+    """The runs behind evaluations ``keys`` (and, with ``cited``, every run a cell names), with
+    the runs they require (helpers, teachers)."""
+    runs = {plan.evals[k].run_id for k in keys}
+    if cited:
+        runs |= {r for c in table.cells for r in c.runs}
+    return runs | {req for r in list(runs) for req in _requires(plan, r)}
 
 
 def _requires(plan: Plan, run_id: str) -> set[str]:

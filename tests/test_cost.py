@@ -73,3 +73,14 @@ def test_every_paper_target_gets_an_estimate(capsys):
         assert t["train_hours"] >= 0 and t["eval_hours"] >= 0
         assert t["train_hours"] + t["eval_hours"] > 0 or t["runs"] == 0, t
     assert est["total_hours"] > 1000          # GPU-days at the paper scale even near the hardware bound
+
+
+def test_estimate_names_absent_data_and_what_can_run_without_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "no-data"))
+    plan = Plan("mini", papers=["hat"])
+    (row,) = cost.estimate(plan, [plan.table("tables/mini/hat_table2")])["targets"]
+    assert row["absent"] == ["cifar10", "cifar100", "svhn", "tinyimagenet200"]
+    assert row["hours_here"] == 0 < row["train_hours"]
+    smoke = Plan("smoke", papers=["hat"])
+    (row,) = cost.estimate(smoke, [smoke.table("tables/smoke/hat_table2")])["targets"]
+    assert row["absent"] == [] and "hours_here" not in row        # synthetic data: nothing is absent
