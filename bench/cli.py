@@ -173,7 +173,7 @@ def cmd_speed(args) -> None:
     from .speed import run
 
     _threads(args.threads)
-    out = run(quick=args.quick, methods=args.methods or None, amp=args.amp or "none",
+    out = run(size=args.quick or "full", methods=args.methods or None, amp=args.amp or "none",
               compile_modes=("none",) if args.no_compile else ("none", "auto"))
     print(f"written: {out['path']}")
 
@@ -326,9 +326,10 @@ def main(argv: list[str] | None = None) -> None:
     sp = command("speed", cmd_speed, "training and evaluation throughput on this device",
                  "Images/s of each method's training step (eager and compiled) on ResNet-18 and WRN-34-10 at batch "
                  "128, against a plain reference-style loop on the same model and batch, as ratios; PGD-20 and "
-                 "AutoAttack throughput. --quick: smoke-size networks, for a CPU. Writes results/speed/<device>.json "
+                 "AutoAttack throughput. --quick [smoke|mini]: that scale's networks, for a CPU. Writes results/speed/<device>.json "
                  "(read by bench plan --cost).")
-    sp.add_argument("--quick", action="store_true", help="smoke-size networks at batch 32, 3-step attacks")
+    sp.add_argument("--quick", nargs="?", const="smoke", choices=["smoke", "mini"],
+                    help="a CPU: the smoke-size (default) or mini-size networks at batch 32, 3-step attacks")
     sp.add_argument("--methods", nargs="*", help="only these methods (default: every method)")
     sp.add_argument("--no-compile", action="store_true", help="eager only")
     sp.add_argument("--amp", choices=["none", "bf16"])

@@ -11,7 +11,8 @@ as a table and written to ``results/speed/<device>.json``, which ``bench plan --
 
 Full mode (a GPU): ResNet-18 and WRN-34-10 at batch 128, PGD-10 training attacks, every
 method; about ten minutes on one GPU. ``--quick`` (a CPU): the smoke-size networks at
-batch 32 with 3-step attacks, in minutes.
+batch 32 with 3-step attacks, in minutes; ``--quick mini``: the mini scale's networks (ResNet-18
+at width 16, WRN-10-2), same batch and attacks.
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ FULL = {"models": {"resnet18": "resnet18", "wrn34_10": "wrn34_10"}, "batch": 128
 QUICK = {"models": {"resnet18 (smoke size)": {"name": "resnet", "blocks": [1, 1, 1, 1], "width": 8},
                     "wrn (smoke size)": {"name": "wide_resnet", "depth": 10, "widen": 1}},
          "batch": 32, "steps": 3, "repeats": 5, "warmup": 3}
+QUICK_MINI = {**QUICK, "models": {"resnet18 (mini size)": {"name": "resnet", "blocks": [1, 1, 1, 1], "width": 16},
+                                  "wrn (mini size)": {"name": "wide_resnet", "depth": 10, "widen": 2}}}
+SIZES = {"full": FULL, "smoke": QUICK, "mini": QUICK_MINI}   # bench/scales: the smoke and mini models
 EPS, ALPHA = 8 / 255, 2 / 255
 
 
@@ -150,9 +154,10 @@ def _suite_step(name: str, model, helper, steps: int, amp: str, dev: torch.devic
     return lambda x, y: method.train_step(x, y, g, update)
 
 
-def run(quick: bool = False, methods: list[str] | None = None, compile_modes: tuple[str, ...] = ("none", "auto"),
+def run(size: str = "full", methods: list[str] | None = None, compile_modes: tuple[str, ...] = ("none", "auto"),
         amp: str = "none", progress: bool = True) -> dict[str, Any]:
-    cfg = QUICK if quick else FULL
+    """``size``: "full" (a GPU), "smoke" or "mini" (a CPU, ``--quick``)."""
+    cfg, quick = SIZES[size], size != "full"
     dev = precision.device()
     b = cfg["batch"]
     refs = reference_losses(cfg["steps"])
@@ -200,7 +205,7 @@ def run(quick: bool = False, methods: list[str] | None = None, compile_modes: tu
             say(_fmt_row(row))
         rows += _eval_rows(label, spec, x, y, dev, cfg, quick, say)
     out = {"device": _device_name(dev), "torch": torch.__version__, "python": platform.python_version(),
-           "quick": quick, "amp": amp, "rows": rows, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+           "quick": quick, "size": size, "amp": amp, "rows": rows, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     path = layout.results_root() / "speed" / f"{_slug(out['device'])}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")

@@ -84,3 +84,23 @@ def test_estimate_names_absent_data_and_what_can_run_without_it(tmp_path, monkey
     smoke = Plan("smoke", papers=["hat"])
     (row,) = cost.estimate(smoke, [smoke.table("tables/smoke/hat_table2")])["targets"]
     assert row["absent"] == [] and "hours_here" not in row        # synthetic data: nothing is absent
+
+
+def test_bench_speed_prints_its_ratios_and_feeds_the_cost(capsys):
+    """The benchmark at the smoke size (one method, eager): suite and reference images/s and their
+    ratio for both networks, PGD-20 and AutoAttack throughput; its file is what --cost reads."""
+    from bench import cli
+
+    cli.main(["speed", "--quick", "--methods", "pgd_at", "--no-compile", "--threads", "1"])
+    out = capsys.readouterr().out
+    path = out.strip().splitlines()[-1].removeprefix("written: ")
+    data = json.loads(open(path).read())
+    assert data["size"] == "smoke" and data["device"].startswith(cost.this_device())
+    train = [r for r in data["rows"] if r["method"] == "pgd_at"]
+    assert [r["model"] for r in train] == ["resnet18 (smoke size)", "wrn (smoke size)"]
+    for r in train:
+        assert r["suite_none"] > 0 and r["reference"] > 0
+        assert r["suite_vs_reference"] == pytest.approx(r["suite_none"] / r["reference"])
+    assert {r["method"] for r in data["rows"]} == {"pgd_at", "eval: PGD-20", "eval: AutoAttack (APGD-CE, 5 iterations)"}
+    assert "pgd_at" in out and "eval: PGD-20" in out
+    assert cost.throughput()[1].startswith("bench speed on CPU")
