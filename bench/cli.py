@@ -81,7 +81,8 @@ def cmd_plan(args) -> None:
 
         est = estimate(plan, tables)
         print(f"predicted device-hours at the {plan.scale_name} scale; throughput {est['rate'] / 1e12:.3g} TFLOP/s "
-              f"effective ({est['source']}); AutoAttack counted as {est['aa_passes']:.0f} forward passes per image; "
+              f"effective ({est['source']}); AutoAttack counted per attack it runs (the standard version {est['aa_passes']:.0f} forward passes per "
+              f"image, half the images still robust after its first attack); "
               f"within about ×2")
         for t in est["targets"]:
             here = (f"; absent here: {', '.join(t['absent'])} (with partial=1: {t['hours_here']:.2f} h)"

@@ -7,9 +7,11 @@ where F is the model's forward FLOPs at the dataset's image size (counted once w
 FLOP counter on the meta device, cached), and a pass is one forward-equivalent: an attack
 step costs 2 (forward and input gradient), a training forward with its backward 3, a
 forward without gradients 1. The method declares its own passes outside the attack
-(``Method.train_passes``); AutoAttack's standard version is taken as 1,700 passes per test
-image (APGD-CE's 100 iterations on every image, then APGD-T, FAB-T and Square on the
-≈half still robust: an assumption, stated in the output).
+(``Method.train_passes``). AutoAttack is counted per attack it runs (bench/attacks/autoattack.py:
+its ``attacks``, ``n_iter`` and ``n_queries``): the first on every image, the others on the half
+still robust (an assumption, stated in the output); APGD 2 passes per iteration, APGD-T and
+FAB-T that for each of 9 target classes (FAB 3 per iteration: a forward, a backward, a check),
+Square one forward per query. The standard version comes to about 5,000 passes per image.
 
 The throughput (effective FLOP/s of this device and precision) comes from, in order: this
 device's ``bench speed`` result (results/speed/<device>.json: the PGD-AT rows' images/s ×
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,10 @@ from . import layout
 from .plan import Plan
 from .plan_model import Table, canonical
 
-AA_PASSES = 1700.0
+# AutoAttack (pyautoattack's standard version): forward-equivalents per image and iteration/query
+AA_STANDARD = {"attacks": ["apgd-ce", "apgd-t", "fab-t", "square"], "n_iter": 100, "n_queries": 5000}
+AA_PER_STEP = {"apgd-ce": 2.0, "apgd-dlr": 2.0, "apgd-t": 2.0 * 9, "fab": 3.0, "fab-t": 3.0 * 9, "square": 1.0}
+AA_ROBUST_AFTER_FIRST = 0.5
 ASSUMED_FLOPS = 100e12
 
 
@@ -68,9 +74,21 @@ def attack_passes(attack: dict[str, Any] | None) -> float:
     if not attack or attack.get("name") == "none":
         return 0.0
     if attack.get("name") == "autoattack":
-        return AA_PASSES
+        return autoattack_passes(attack)
     steps = attack.get("steps", 1 if attack.get("name") in ("fgsm", "fgsm_rs") else 10)
     return 2.0 * steps * attack.get("restarts", 1)
+
+
+def autoattack_passes(attack: dict[str, Any]) -> float:
+    """Forward-equivalents per test image of an AutoAttack evaluation (see the module's docstring)."""
+    attacks = attack.get("attacks") or AA_STANDARD["attacks"]
+    n_iter = attack.get("n_iter") or AA_STANDARD["n_iter"]
+    n_queries = attack.get("n_queries") or AA_STANDARD["n_queries"]
+    out = 0.0
+    for i, name in enumerate(attacks):
+        steps = n_queries if name == "square" else n_iter
+        out += AA_PER_STEP.get(name, 2.0) * steps * (1.0 if i == 0 else AA_ROBUST_AFTER_FIRST)
+    return out
 
 
 def run_passes(cfg: dict[str, Any]) -> float:
@@ -143,10 +161,22 @@ def run_device(info: dict[str, Any]) -> str | None:
     return f"CPU {env['cpu']}" if dev == "cpu" and env.get("cpu") else None
 
 
-def throughput(device: str | None = None, scale: str | None = None) -> tuple[float, str]:
-    """Effective FLOP/s on ``device`` (default: this machine's) and where the figure comes from:
-    its ``bench speed`` result, else the median of its finished runs (of ``scale`` first: small
-    models use a device less well than large ones), else the assumed 100 TFLOP/s."""
+@dataclass
+class Rates:
+    """Effective FLOP/s on a device: a default, and per model (canonical config) where this
+    device has measured that model (a small network uses a device less well than a large one)."""
+    default: float
+    source: str
+    by_model: dict[str, float] = field(default_factory=dict)
+
+    def of(self, model: dict[str, Any]) -> float:
+        return self.by_model.get(canonical(model), self.default)
+
+
+def rates(device: str | None = None, scale: str | None = None) -> Rates:
+    """The throughput on ``device`` (default: this machine's): its ``bench speed`` result, else
+    the median of its finished runs (the default over ``scale``'s runs first, per model over
+    every scale's), else the assumed 100 TFLOP/s."""
     from .data.catalog import DATASETS
     from .methods import METHODS
 
@@ -158,15 +188,17 @@ def throughput(device: str | None = None, scale: str | None = None) -> tuple[flo
         data = json.loads(path.read_text())
         if not data["device"].startswith(device):     # a CPU's entry also names its thread count
             continue
-        rates = []
+        by_model = {}
         for row in data["rows"]:
             if row.get("method") == "pgd_at" and row.get("suite_none") and row.get("model_spec"):
                 model = row["model_spec"]
                 passes = getattr(METHODS.get("pgd_at"), "train_passes", 3.0) + 2.0 * row["attack_steps"]
-                rates.append(row["suite_none"] * passes * forward_flops(canonical(model), 10, (3, 32, 32)))
-        if rates:
-            return max(rates), f"bench speed on {data['device']} ({path})"
+                by_model[canonical(model)] = row["suite_none"] * passes * forward_flops(canonical(model), 10,
+                                                                                        (3, 32, 32))
+        if by_model:
+            return Rates(max(by_model.values()), f"bench speed on {data['device']} ({path})", by_model)
     by_scale: dict[str, list[float]] = {}
+    models: dict[str, list[float]] = {}
     for path in sorted(root.glob("*/runs/*/run.json")):
         try:
             info = json.loads(path.read_text())
@@ -174,18 +206,26 @@ def throughput(device: str | None = None, scale: str | None = None) -> tuple[flo
             if not tp or "method" not in cfg or run_device(info) != device:
                 continue
             ds = DATASETS.get(cfg["dataset"])
-            rate = tp["images_per_s"] * run_passes(cfg) * forward_flops(canonical(cfg["model"]), ds.num_classes,
-                                                                        tuple(ds.shape))
+            model = canonical(cfg["model"])
+            rate = tp["images_per_s"] * run_passes(cfg) * forward_flops(model, ds.num_classes, tuple(ds.shape))
         except Exception:   # a run of an older config, or one being written: skip it
             continue
         by_scale.setdefault(path.parent.parent.parent.name, []).append(rate)
+        models.setdefault(model, []).append(rate)
     pool = scale if scale in by_scale else None
-    rates = by_scale[pool] if pool else [r for rs in by_scale.values() for r in rs]
-    if rates:
+    pooled = by_scale[pool] if pool else [r for rs in by_scale.values() for r in rs]
+    if pooled:
         where = f"{pool}-scale" if pool else "finished"
-        return statistics.median(rates), f"the median of {len(rates)} {where} runs on {device}"
-    return ASSUMED_FLOPS, (f"assumed: no bench speed result or finished run on {device}; 100 TFLOP/s effective "
-                           "(an H100 in bf16)")
+        return Rates(statistics.median(pooled), f"the median of {len(pooled)} {where} runs on {device}, per model "
+                     f"where measured ({len(models)} models)", {m: statistics.median(r) for m, r in models.items()})
+    return Rates(ASSUMED_FLOPS, f"assumed: no bench speed result or finished run on {device}; 100 TFLOP/s "
+                 "effective (an H100 in bf16)")
+
+
+def throughput(device: str | None = None, scale: str | None = None) -> tuple[float, str]:
+    """The default effective FLOP/s on ``device`` and where the figure comes from."""
+    r = rates(device, scale)
+    return r.default, r.source
 
 
 def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
@@ -193,27 +233,31 @@ def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
     with the data under the data root now (``--config partial=1``) and which data are absent."""
     from .data.locate import available
 
-    rate, source = throughput(scale=plan.scale_name)
+    r = rates(scale=plan.scale_name)
+
+    def run_hours(runs) -> float:
+        return sum(run_flops(plan, i) / r.of(plan.run(i).config["model"]) for i in runs) / 3600
+
+    def eval_hours(keys) -> float:
+        return sum(eval_flops(plan, k) / r.of(plan.run(plan.evals[k].run_id).config["model"]) for k in keys) / 3600
+
     real = plan.scale["data"]["source"] == "real"
     out, all_runs, all_evals = [], set(), set()
     for t in tables:
         absent = sorted(d for d in t.datasets if real and not available(d))
         keys = t.eval_keys()
         runs = _runs(plan, t, keys)
-        train = sum(run_flops(plan, r) for r in runs) / rate / 3600
-        evals = sum(eval_flops(plan, k) for k in keys) / rate / 3600
-        row = {"target": t.target, "runs": len(runs), "evaluations": len(keys), "train_hours": train,
-               "eval_hours": evals, "absent": absent}
+        row = {"target": t.target, "runs": len(runs), "evaluations": len(keys), "train_hours": run_hours(runs),
+               "eval_hours": eval_hours(keys), "absent": absent}
         if absent:
             here = t.eval_keys(set(t.datasets) - set(absent))
-            row["hours_here"] = (sum(run_flops(plan, r) for r in _runs(plan, t, here, cited=False))
-                                 + sum(eval_flops(plan, k) for k in here)) / rate / 3600
+            row["hours_here"] = run_hours(_runs(plan, t, here, cited=False)) + eval_hours(here)
         all_runs |= runs
         all_evals |= set(keys)
         out.append(row)
-    total = (sum(run_flops(plan, r) for r in all_runs) + sum(eval_flops(plan, k) for k in all_evals)) / rate / 3600
-    return {"targets": out, "total_hours": total, "distinct_runs": len(all_runs), "rate": rate, "source": source,
-            "aa_passes": AA_PASSES}
+    return {"targets": out, "total_hours": run_hours(all_runs) + eval_hours(all_evals),
+            "distinct_runs": len(all_runs), "rate": r.default, "source": r.source,
+            "aa_passes": autoattack_passes({})}
 
 
 def _runs(plan: Plan, table: Table, keys: list[str], cited: bool = True) -> set[str]:

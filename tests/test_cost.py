@@ -27,7 +27,11 @@ def test_attack_passes():
     assert cost.attack_passes(None) == 0 and cost.attack_passes({"name": "none"}) == 0
     assert cost.attack_passes({"name": "fgsm"}) == 2
     assert cost.attack_passes({"name": "pgd", "steps": 20, "restarts": 5}) == 200
-    assert cost.attack_passes({"name": "autoattack"}) == cost.AA_PASSES
+    # APGD-CE 100 iterations on every image; APGD-T (9 targets), FAB-T (9 targets, 3 passes) and
+    # 5,000 Square queries on the half still robust
+    assert cost.attack_passes({"name": "autoattack"}) == 200 + 0.5 * (1800 + 2700 + 5000)
+    # the mini scale's reduced version: APGD-CE and APGD-T at 25 iterations
+    assert cost.attack_passes({"name": "autoattack", "attacks": ["apgd-ce", "apgd-t"], "n_iter": 25}) == 50 + 225
 
 
 def _run(root, scale, name, images_per_s, cpu, device="cpu"):
