@@ -16,7 +16,9 @@ Square one forward per query. The standard version comes to about 5,000 passes p
 The throughput (effective FLOP/s of this device and precision) comes from, in order: this
 device's ``bench speed`` result (results/speed/<device>.json: the PGD-AT rows' images/s ×
 their passes × F), or the median of the suite's own finished runs on this device (run.json's
-measured images/s × passes × F; the plan's scale first), or, with neither, an assumed 100 TFLOP/s (an H100 in bf16 near its practical
+measured images/s × passes × F, with the mean steps a run records (FAT's bp) in place of its
+attack's K; per model where that model ran, the plan's scale first otherwise; evaluations at the
+rate this device's finished evaluations reached), or, with neither, an assumed 100 TFLOP/s (an H100 in bf16 near its practical
 bound for ResNet-sized convolutions), said so in the output. The prediction is within a
 factor of about two; a run shared by several targets is counted once in a total.
 """
@@ -76,6 +78,11 @@ def attack_passes(attack: dict[str, Any] | None) -> float:
     if attack.get("name") == "autoattack":
         return autoattack_passes(attack)
     steps = attack.get("steps", 1 if attack.get("name") in ("fgsm", "fgsm_rs") else 10)
+    if attack.get("name") == "pgd_es":
+        # early-stopped PGD-K-τ: an example stops once misclassified τ + 1 times; FAT's mini runs
+        # here took about τ + 2 steps on average (their recorded bp), more as training goes on
+        # (FAT's Fig. 5): a prediction, corrected by the bp a finished run records
+        steps = min(steps, attack.get("tau", 0) + 2)
     return 2.0 * steps * attack.get("restarts", 1)
 
 
@@ -164,13 +171,37 @@ def run_device(info: dict[str, Any]) -> str | None:
 @dataclass
 class Rates:
     """Effective FLOP/s on a device: a default, and per model (canonical config) where this
-    device has measured that model (a small network uses a device less well than a large one)."""
+    device has measured that model (a small network uses a device less well than a large one);
+    evaluations apart where finished evaluations measured them (an evaluation job runs other
+    kernels, batch sizes and start-up than a training epoch)."""
     default: float
     source: str
     by_model: dict[str, float] = field(default_factory=dict)
+    eval_by_model: dict[str, float] = field(default_factory=dict)
 
     def of(self, model: dict[str, Any]) -> float:
         return self.by_model.get(canonical(model), self.default)
+
+    def of_eval(self, model: dict[str, Any]) -> float:
+        key = canonical(model)
+        if key in self.eval_by_model:
+            return self.eval_by_model[key]
+        if self.eval_by_model:                 # this device's evaluations of other models
+            return statistics.median(self.eval_by_model.values())
+        return self.of(model)
+
+
+def measured_passes(cfg: dict[str, Any], info: dict[str, Any]) -> float:
+    """Forward-equivalents per training image a finished run took: a method that stops its
+    attack early records the mean steps taken (FAT's ``bp``), which replaces the attack's K."""
+    planned = run_passes(cfg)
+    bp = (info.get("final") or {}).get("bp")
+    if bp is None:
+        return planned
+    from .methods import METHODS
+
+    cls = METHODS.get(cfg["method"]["name"])
+    return getattr(cls, "train_passes", 3.0) + 2.0 * float(bp)
 
 
 def rates(device: str | None = None, scale: str | None = None) -> Rates:
@@ -199,6 +230,7 @@ def rates(device: str | None = None, scale: str | None = None) -> Rates:
             return Rates(max(by_model.values()), f"bench speed on {data['device']} ({path})", by_model)
     by_scale: dict[str, list[float]] = {}
     models: dict[str, list[float]] = {}
+    configs: dict[str, dict[str, Any]] = {}     # scale/run id → config, of this device's finished runs
     for path in sorted(root.glob("*/runs/*/run.json")):
         try:
             info = json.loads(path.read_text())
@@ -207,19 +239,47 @@ def rates(device: str | None = None, scale: str | None = None) -> Rates:
                 continue
             ds = DATASETS.get(cfg["dataset"])
             model = canonical(cfg["model"])
-            rate = tp["images_per_s"] * run_passes(cfg) * forward_flops(model, ds.num_classes, tuple(ds.shape))
+            rate = tp["images_per_s"] * measured_passes(cfg, info) * forward_flops(model, ds.num_classes,
+                                                                                  tuple(ds.shape))
         except Exception:   # a run of an older config, or one being written: skip it
             continue
         by_scale.setdefault(path.parent.parent.parent.name, []).append(rate)
         models.setdefault(model, []).append(rate)
+        configs[f"{path.parent.parent.parent.name}/{path.parent.name}"] = cfg
     pool = scale if scale in by_scale else None
     pooled = by_scale[pool] if pool else [r for rs in by_scale.values() for r in rs]
     if pooled:
         where = f"{pool}-scale" if pool else "finished"
+        evals = _eval_rates(root, configs)
         return Rates(statistics.median(pooled), f"the median of {len(pooled)} {where} runs on {device}, per model "
-                     f"where measured ({len(models)} models)", {m: statistics.median(r) for m, r in models.items()})
+                     f"where measured ({len(models)} models; evaluations from {sum(map(len, evals.values()))} "
+                     "finished ones)", {m: statistics.median(r) for m, r in models.items()},
+                     {m: statistics.median(r) for m, r in evals.items()})
     return Rates(ASSUMED_FLOPS, f"assumed: no bench speed result or finished run on {device}; 100 TFLOP/s "
                  "effective (an H100 in bf16)")
+
+
+def _eval_rates(root: Path, configs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
+    """Effective FLOP/s of the finished evaluations of ``configs``' runs, per model: the
+    evaluation's counted work (as eval_flops counts it) over its measured seconds."""
+    from .data.catalog import DATASETS
+
+    out: dict[str, list[float]] = {}
+    for key, cfg in configs.items():
+        scale, run_id = key.split("/")
+        for path in (root / scale / "evals" / run_id).glob("*.json"):
+            try:
+                res = json.loads(path.read_text())
+                if not res.get("seconds") or not isinstance(res.get("attack"), dict):
+                    continue
+                ds = DATASETS.get(cfg["dataset"])
+                model = canonical(cfg["model"])
+                work = res["n"] * (1 + attack_passes(res["attack"])) * forward_flops(model, ds.num_classes,
+                                                                                      tuple(ds.shape))
+            except Exception:   # a result of another kind (a measure, a probe) or an older one: skip it
+                continue
+            out.setdefault(model, []).append(work / res["seconds"])
+    return out
 
 
 def throughput(device: str | None = None, scale: str | None = None) -> tuple[float, str]:
@@ -239,7 +299,8 @@ def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
         return sum(run_flops(plan, i) / r.of(plan.run(i).config["model"]) for i in runs) / 3600
 
     def eval_hours(keys) -> float:
-        return sum(eval_flops(plan, k) / r.of(plan.run(plan.evals[k].run_id).config["model"]) for k in keys) / 3600
+        return sum(eval_flops(plan, k) / r.of_eval(plan.run(plan.evals[k].run_id).config["model"])
+                   for k in keys) / 3600
 
     real = plan.scale["data"]["source"] == "real"
     out, all_runs, all_evals = [], set(), set()

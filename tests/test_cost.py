@@ -108,3 +108,25 @@ def test_bench_speed_prints_its_ratios_and_feeds_the_cost(capsys):
     assert {r["method"] for r in data["rows"]} == {"pgd_at", "eval: PGD-20", "eval: AutoAttack (APGD-CE, 5 iterations)"}
     assert "pgd_at" in out and "eval: PGD-20" in out
     assert cost.throughput()[1].startswith("bench speed on CPU")
+
+
+def test_rates_use_what_a_run_and_an_evaluation_actually_did(tmp_path):
+    """A run's recorded bp (FAT's mean steps) replaces its attack's K in the measured rate, and
+    evaluations get their own rate from finished evaluations of this device."""
+    root = tmp_path / "results"
+    _run(root, "mini", "a", 100.0, cpu_name())
+    info = json.loads((root / "mini/runs/a/run.json").read_text())
+    info["final"] = {"bp": 4.0}
+    (root / "mini/runs/a/run.json").write_text(json.dumps(info))
+    r = cost.rates(scale="mini")
+    assert r.default == pytest.approx(100.0 * (3 + 2 * 4.0) * MNIST_CNN_FLOPS)
+    model = {"name": "mnist_cnn"}
+    assert r.of_eval(model) == r.of(model) == r.default            # no evaluation measured yet
+    (root / "mini/evals/a").mkdir(parents=True)
+    (root / "mini/evals/a/pgd20-x.json").write_text(json.dumps(
+        {"n": 500, "seconds": 10.0, "attack": {"name": "pgd", "steps": 20}}))
+    (root / "mini/evals/a/margin-x.json").write_text(json.dumps({"n": 500, "seconds": 1.0, "attack": "none"}))
+    r = cost.rates(scale="mini")
+    assert r.of_eval(model) == pytest.approx(500 * 41 * MNIST_CNN_FLOPS / 10.0) and r.of(model) == r.default
+    assert cost.attack_passes({"name": "pgd_es", "steps": 10, "tau": 1}) == 2 * 3
+    assert cost.attack_passes({"name": "pgd_es", "steps": 10, "tau": 10}) == 2 * 10
