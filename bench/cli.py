@@ -81,9 +81,9 @@ def cmd_plan(args) -> None:
 
         est = estimate(plan, tables)
         print(f"predicted device-hours at the {plan.scale_name} scale; throughput {est['rate'] / 1e12:.3g} TFLOP/s "
-              f"effective ({est['source']}); AutoAttack counted per attack it runs (the standard version {est['aa_passes']:.0f} forward passes per "
-              f"image, half the images still robust after its first attack); "
-              f"within about ×2")
+              f"effective ({est['source']}); AutoAttack counted per attack it runs (the standard version "
+              f"{est['aa_passes']:.0f} forward passes per image, half the images still robust after its first "
+              "attack); within about ×2")
         for t in est["targets"]:
             here = (f"; absent here: {', '.join(t['absent'])} (with partial=1: {t['hours_here']:.2f} h)"
                     if t["absent"] else "")
@@ -327,8 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     sp = command("speed", cmd_speed, "training and evaluation throughput on this device",
                  "Images/s of each method's training step (eager and compiled) on ResNet-18 and WRN-34-10 at batch "
                  "128, against a plain reference-style loop on the same model and batch, as ratios; PGD-20 and "
-                 "AutoAttack throughput. --quick [smoke|mini]: that scale's networks, for a CPU. Writes results/speed/<device>.json "
-                 "(read by bench plan --cost).")
+                 "AutoAttack throughput. --quick [smoke|mini]: that scale's networks, for a CPU. Writes "
+                 "results/speed/<device>.json (read by bench plan --cost).")
     sp.add_argument("--quick", nargs="?", const="smoke", choices=["smoke", "mini"],
                     help="a CPU: the smoke-size (default) or mini-size networks at batch 32, 3-step attacks")
     sp.add_argument("--methods", nargs="*", help="only these methods (default: every method)")

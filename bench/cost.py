@@ -17,9 +17,10 @@ The throughput (effective FLOP/s of this device and precision) comes from, in or
 device's ``bench speed`` result (results/speed/<device>.json: the PGD-AT rows' images/s ×
 their passes × F), or the median of the suite's own finished runs on this device (run.json's
 measured images/s × passes × F, with the mean steps a run records (FAT's bp) in place of its
-attack's K; per model where that model ran, the plan's scale first otherwise; evaluations at the
-rate this device's finished evaluations reached), or, with neither, an assumed 100 TFLOP/s (an H100 in bf16 near its practical
-bound for ResNet-sized convolutions), said so in the output. The prediction is within a
+attack's K; per model where that model ran, the plan's scale first otherwise; evaluations at
+the rate this device's finished evaluations reached), or, with neither, an assumed
+100 TFLOP/s (an H100 in bf16 near its practical bound for ResNet-sized convolutions), said so
+in the output. The prediction is within a
 factor of about two; a run shared by several targets is counted once in a total.
 """
 from __future__ import annotations
@@ -312,7 +313,7 @@ def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
                "eval_hours": eval_hours(keys), "absent": absent}
         if absent:
             here = t.eval_keys(set(t.datasets) - set(absent))
-            row["hours_here"] = run_hours(_runs(plan, t, here, cited=False)) + eval_hours(here)
+            row["hours_here"] = run_hours(_runs(plan, t, here, every_cell=False)) + eval_hours(here)
         all_runs |= runs
         all_evals |= set(keys)
         out.append(row)
@@ -321,11 +322,11 @@ def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
             "aa_passes": autoattack_passes({})}
 
 
-def _runs(plan: Plan, table: Table, keys: list[str], cited: bool = True) -> set[str]:
-    """The runs behind evaluations ``keys`` (and, with ``cited``, every run a cell names), with
-    the runs they require (helpers, teachers)."""
+def _runs(plan: Plan, table: Table, keys: list[str], every_cell: bool = True) -> set[str]:
+    """The runs behind evaluations ``keys`` (and, with ``every_cell``, every run a cell names,
+    e.g. a hyperparameter column's), with the runs they require (helpers, teachers)."""
     runs = {plan.evals[k].run_id for k in keys}
-    if cited:
+    if every_cell:
         runs |= {r for c in table.cells for r in c.runs}
     return runs | {req for r in list(runs) for req in _requires(plan, r)}
 

@@ -29,7 +29,7 @@ from .measures import MEASURES
 from .probes import PROBES
 from .methods import METHODS
 from .models import expand as expand_model
-from .plan_model import (TARGET_SUFFIXES, Cell, Evaluation, Run, Table, _package_version, canonical, code_version,
+from .plan_model import (TARGET_SUFFIXES, Cell, Evaluation, Run, Table, package_version, canonical, code_version,
                          deep_merge, expand_sweeps, fill, published_cells, setting_attack, short_hash,
                          snapshot_epoch)
 from .report import claims
@@ -164,7 +164,7 @@ class Plan:
         proto["attack"] = deep_merge(proto["attack"], sp.get(attack_name, {}))
         check_component("attack", attack_name, {k: v for k, v in proto["attack"].items() if k != "name"}, loc)
         code = code_version(EVAL_CODE + [f"attacks/{attack_name}.py"])
-        impl = _package_version("pyautoattack") if attack_name == "autoattack" else "bench"
+        impl = package_version("pyautoattack") if attack_name == "autoattack" else "bench"
         return f"{name}-{short_hash(canonical(proto), code, impl, n=8)}", proto
 
     def _evaluation(self, spec: dict, tid: str, table: dict, sid: str, seed: int, run: Run,
@@ -355,7 +355,7 @@ class Plan:
             src = {"dataset": setting["dataset"], "threat_model": "Linf", **src}
             model = {"name": "robustbench", "id": src["robustbench"], "dataset": src["dataset"],
                      "threat_model": src["threat_model"]}
-            tag, versions = src["robustbench"], [_package_version("robustbench")]
+            tag, versions = src["robustbench"], [package_version("robustbench")]
         else:
             model, tag, versions = expand_model(src.pop("model")), Path(src["file"]).stem, []
         DATASETS.get(setting["dataset"])

@@ -41,7 +41,7 @@ def _code_version(relpaths: frozenset[str]) -> str:   # a plan asks for the same
     return source_hash(PACKAGE / p for p in relpaths)
 
 
-def _package_version(name: str) -> str:
+def package_version(name: str) -> str:
     try:
         return f"{name} {metadata.version(name)}"
     except metadata.PackageNotFoundError:
