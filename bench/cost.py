@@ -19,8 +19,8 @@ their passes × F), or the median of the suite's own finished runs on this devic
 measured images/s × passes × F, with the mean steps a run records (FAT's bp) in place of its
 attack's K; per model where that model ran, the plan's scale first otherwise; evaluations at
 the rate this device's finished evaluations reached), or, with neither, an assumed
-100 TFLOP/s (an H100 in bf16 near its practical bound for ResNet-sized convolutions), said so
-in the output. The prediction is within a
+100 TFLOP/s (an H100 in bf16 near its practical bound for ResNet-sized convolutions; 0.1 on a
+CPU), said so in the output. The prediction is within a
 factor of about two; a run shared by several targets is counted once in a total.
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ AA_STANDARD = {"attacks": ["apgd-ce", "apgd-t", "fab-t", "square"], "n_iter": 10
 AA_PER_STEP = {"apgd-ce": 2.0, "apgd-dlr": 2.0, "apgd-t": 2.0 * 9, "fab": 3.0, "fab-t": 3.0 * 9, "square": 1.0}
 AA_ROBUST_AFTER_FIRST = 0.5
 ASSUMED_FLOPS = 100e12
+ASSUMED_CPU_FLOPS = 0.1e12     # one single-threaded job: 0.08–0.2 measured on an AMD EPYC core
 
 
 def _flops_cache() -> Path:
@@ -158,7 +159,10 @@ def this_device() -> str:
     from .provenance import cpu_name
 
     name = os.environ.get("BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.cuda.get_device_name(torch.device(name)) if name.startswith("cuda") else f"CPU {cpu_name()}"
+    if not name.startswith("cuda"):
+        return f"CPU {cpu_name()}"
+    # BENCH_DEVICE=cuda on a machine without one: a GPU's prediction, at the assumed throughput
+    return torch.cuda.get_device_name(torch.device(name)) if torch.cuda.is_available() else "a GPU (none here)"
 
 
 def run_device(info: dict[str, Any]) -> str | None:
@@ -256,6 +260,10 @@ def rates(device: str | None = None, scale: str | None = None) -> Rates:
                      f"where measured ({len(models)} models; evaluations from {sum(map(len, evals.values()))} "
                      "finished ones)", {m: statistics.median(r) for m, r in models.items()},
                      {m: statistics.median(r) for m, r in evals.items()})
+    if device.startswith("CPU "):
+        return Rates(ASSUMED_CPU_FLOPS, f"assumed: no bench speed result or finished run on {device}; 0.1 TFLOP/s "
+                     "effective (one job on a CPU core, as measured on this suite's development machine; "
+                     "`bench speed --quick` measures it)")
     return Rates(ASSUMED_FLOPS, f"assumed: no bench speed result or finished run on {device}; 100 TFLOP/s "
                  "effective (an H100 in bf16)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from bench import cost
 from bench.plan import Plan
@@ -46,7 +47,12 @@ def _run(root, scale, name, images_per_s, cpu, device="cpu"):
 def test_throughput_from_this_devices_runs_then_its_speed_result(tmp_path, monkeypatch):
     root = tmp_path / "results"
     rate, source = cost.throughput()
-    assert rate == cost.ASSUMED_FLOPS and source.startswith("assumed") and cpu_name() in source
+    assert rate == cost.ASSUMED_CPU_FLOPS and source.startswith("assumed") and cpu_name() in source
+    assert cost.throughput(device="NVIDIA H100 80GB HBM3")[0] == cost.ASSUMED_FLOPS
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("BENCH_DEVICE", "cuda")                # a GPU's prediction from a CPU machine
+        assert cost.throughput()[0] == cost.ASSUMED_FLOPS
+        monkeypatch.setenv("BENCH_DEVICE", "cpu")
     per_image = cost.run_passes({"method": {"name": "pgd_at"}, "attack": {"steps": 10}}) * MNIST_CNN_FLOPS
     assert per_image == (3 + 20) * MNIST_CNN_FLOPS
     _run(root, "mini", "a", 100.0, cpu_name())
