@@ -14,6 +14,7 @@ from typing import Any
 from .errors import SpecError
 from .provenance import PACKAGE, source_hash
 
+
 def deep_merge(base: Any, over: Any) -> Any:
     """``over`` merged into a copy of ``base``; dicts merge recursively, anything else replaces."""
     if isinstance(base, dict) and isinstance(over, dict):

@@ -4,7 +4,8 @@ Builds the CIFAR-10 column of HAT Table 2 at the mini scale (JPEG substitute, ab
 hour on 2 CPU cores; the other datasets are absent and render as "not run") and BAT
 Table 1 on exact MNIST (about an hour and a half), DRA Table II on exact MNIST (about
 20 minutes), HE Tables 2, 7 and Fig. 2 (about 2 hours together) and FAT Figures 4 and 6 on the
-JPEG substitute (2–4 hours each), and checks each against its pinned reference numbers, the nightly regression."""
+JPEG substitute (1.5–3 hours each), and checks each against its pinned reference numbers, the
+nightly regression."""
 from __future__ import annotations
 
 import os
@@ -51,7 +52,7 @@ def test_mini_he_table7_matches_pinned_reference(tmp_path):
 def test_mini_he_table2_fig2_match_pinned_references(tmp_path):
     """HE at the mini scale on the JPEG CIFAR-10 substitute: Table 2's six models (PGD-20,
     MIM-20 and FGSM; the costlier attacks are skipped at this scale) and Fig. 2-left's 14 PGD-K
-    runs (its ImageNet panel: not run). About 1.5 hours on 2 cores."""
+    runs (its ImageNet panel: not run). About 1.5–2 hours on 2 cores."""
     env = {"BENCH_DATA": os.environ.get("BENCH_DATA", str(SHARED_DATA)),
            "BENCH_CACHE": str(REPO / "results" / "cache")}
     targets = ["tables/mini/he_table2.md", "figures/mini/he_fig2.png"]
