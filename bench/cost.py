@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ def run_passes(cfg: dict[str, Any]) -> float:
     if "pretrained" in cfg:
         return 0.0
     cls = METHODS.get(cfg["method"]["name"])
-    return getattr(cls, "train_passes", 3.0) + attack_passes(cls.training_attack(cfg.get("attack")))
+    return cls.train_passes + attack_passes(cls.training_attack(cfg.get("attack")))
 
 
 def _images(cfg: dict[str, Any], split: str) -> int:
@@ -156,13 +156,12 @@ def this_device() -> str:
 
     import torch
 
-    from .provenance import cpu_name
+    from .provenance import device_label
 
     name = os.environ.get("BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    if not name.startswith("cuda"):
-        return f"CPU {cpu_name()}"
-    # BENCH_DEVICE=cuda on a machine without one: a GPU's prediction, at the assumed throughput
-    return torch.cuda.get_device_name(torch.device(name)) if torch.cuda.is_available() else "a GPU (none here)"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        return "a GPU (none here)"   # BENCH_DEVICE=cuda without one: a GPU's prediction, at the assumed throughput
+    return device_label(name)
 
 
 def run_device(info: dict[str, Any]) -> str | None:
@@ -187,26 +186,27 @@ class Rates:
     def of(self, model: dict[str, Any]) -> float:
         return self.by_model.get(canonical(model), self.default)
 
+    @cached_property
+    def eval_default(self) -> float | None:
+        """The median over this device's evaluated models (for a model it has not evaluated)."""
+        return statistics.median(self.eval_by_model.values()) if self.eval_by_model else None
+
     def of_eval(self, model: dict[str, Any]) -> float:
         key = canonical(model)
         if key in self.eval_by_model:
             return self.eval_by_model[key]
-        if self.eval_by_model:                 # this device's evaluations of other models
-            return statistics.median(self.eval_by_model.values())
-        return self.of(model)
+        return self.eval_default if self.eval_default is not None else self.of(model)
 
 
 def measured_passes(cfg: dict[str, Any], info: dict[str, Any]) -> float:
     """Forward-equivalents per training image a finished run took: a method that stops its
     attack early records the mean steps taken (FAT's ``bp``), which replaces the attack's K."""
-    planned = run_passes(cfg)
     bp = (info.get("final") or {}).get("bp")
     if bp is None:
-        return planned
+        return run_passes(cfg)
     from .methods import METHODS
 
-    cls = METHODS.get(cfg["method"]["name"])
-    return getattr(cls, "train_passes", 3.0) + 2.0 * float(bp)
+    return METHODS.get(cfg["method"]["name"]).train_passes + 2.0 * float(bp)
 
 
 def rates(device: str | None = None, scale: str | None = None) -> Rates:
@@ -228,7 +228,7 @@ def rates(device: str | None = None, scale: str | None = None) -> Rates:
         for row in data["rows"]:
             if row.get("method") == "pgd_at" and row.get("suite_none") and row.get("model_spec"):
                 model = row["model_spec"]
-                passes = getattr(METHODS.get("pgd_at"), "train_passes", 3.0) + 2.0 * row["attack_steps"]
+                passes = METHODS.get("pgd_at").train_passes + 2.0 * row["attack_steps"]
                 by_model[canonical(model)] = row["suite_none"] * passes * forward_flops(canonical(model), 10,
                                                                                         (3, 32, 32))
         if by_model:

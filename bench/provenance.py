@@ -52,6 +52,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_label(device: str) -> str:
+    """A device as the suite names it (run.json, ``bench speed``, ``bench plan --cost``): the GPU's
+    model name for "cuda[:i]", "CPU <model name>" otherwise."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU {cpu_name()}"
+
+
 def environment() -> dict[str, str]:
     import torch
 

@@ -237,11 +237,10 @@ def _eval_rows(label, spec, x, y, dev, cfg, quick, say) -> list[dict[str, Any]]:
 
 
 def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    from .provenance import cpu_name
+    from .provenance import device_label
 
-    return f"CPU {cpu_name()} ({torch.get_num_threads()} threads)"   # cost.this_device() and a prefix
+    label = device_label(str(dev))
+    return label if dev.type == "cuda" else f"{label} ({torch.get_num_threads()} threads)"
 
 
 def _slug(s: str) -> str:
