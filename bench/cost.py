@@ -304,12 +304,19 @@ def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
 
     r = rates(scale=plan.scale_name)
 
+    seconds: dict[tuple[str, str], float] = {}     # each run and evaluation costed once, however many targets share it
+
+    def cost(kind: str, key: str) -> float:
+        if (kind, key) not in seconds:
+            seconds[kind, key] = (run_flops(plan, key) / r.of(plan.run(key).config["model"]) if kind == "run" else
+                                  eval_flops(plan, key) / r.of_eval(plan.run(plan.evals[key].run_id).config["model"]))
+        return seconds[kind, key]
+
     def run_hours(runs) -> float:
-        return sum(run_flops(plan, i) / r.of(plan.run(i).config["model"]) for i in runs) / 3600
+        return sum(cost("run", i) for i in runs) / 3600
 
     def eval_hours(keys) -> float:
-        return sum(eval_flops(plan, k) / r.of_eval(plan.run(plan.evals[k].run_id).config["model"])
-                   for k in keys) / 3600
+        return sum(cost("eval", k) for k in keys) / 3600
 
     real = plan.scale["data"]["source"] == "real"
     out, all_runs, all_evals = [], set(), set()
