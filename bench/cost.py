@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -304,19 +304,19 @@ def estimate(plan: Plan, tables: list[Table]) -> dict[str, Any]:
 
     r = rates(scale=plan.scale_name)
 
-    seconds: dict[tuple[str, str], float] = {}     # each run and evaluation costed once, however many targets share it
+    @cache   # each run and evaluation costed once, however many targets share it
+    def run_seconds(run_id: str) -> float:
+        return run_flops(plan, run_id) / r.of(plan.run(run_id).config["model"])
 
-    def cost(kind: str, key: str) -> float:
-        if (kind, key) not in seconds:
-            seconds[kind, key] = (run_flops(plan, key) / r.of(plan.run(key).config["model"]) if kind == "run" else
-                                  eval_flops(plan, key) / r.of_eval(plan.run(plan.evals[key].run_id).config["model"]))
-        return seconds[kind, key]
+    @cache
+    def eval_seconds(key: str) -> float:
+        return eval_flops(plan, key) / r.of_eval(plan.run(plan.evals[key].run_id).config["model"])
 
     def run_hours(runs) -> float:
-        return sum(cost("run", i) for i in runs) / 3600
+        return sum(run_seconds(i) for i in runs) / 3600
 
     def eval_hours(keys) -> float:
-        return sum(cost("eval", k) for k in keys) / 3600
+        return sum(eval_seconds(k) for k in keys) / 3600
 
     real = plan.scale["data"]["source"] == "real"
     out, all_runs, all_evals = [], set(), set()
