@@ -212,12 +212,24 @@ def measured_passes(cfg: dict[str, Any], info: dict[str, Any]) -> float:
 def rates(device: str | None = None, scale: str | None = None) -> Rates:
     """The throughput on ``device`` (default: this machine's): its ``bench speed`` result, else
     the median of its finished runs (the default over ``scale``'s runs first, per model over
-    every scale's), else the assumed 100 TFLOP/s."""
-    from .data.catalog import DATASETS
-    from .methods import METHODS
-
+    every scale's), else the assumed 100 TFLOP/s (0.1 on a CPU)."""
     device = device or this_device()
     root = layout.results_root()
+    found = _speed_rates(root, device) or _run_rates(root, device, scale)
+    if found:
+        return found
+    if device.startswith("CPU "):
+        return Rates(ASSUMED_CPU_FLOPS, f"assumed: no bench speed result or finished run on {device}; 0.1 TFLOP/s "
+                     "effective (one job on a CPU core, as measured on this suite's development machine; "
+                     "`bench speed --quick` measures it)")
+    return Rates(ASSUMED_FLOPS, f"assumed: no bench speed result or finished run on {device}; 100 TFLOP/s "
+                 "effective (an H100 in bf16)")
+
+
+def _speed_rates(root: Path, device: str) -> Rates | None:
+    """From the newest ``bench speed`` result of ``device``: its PGD-AT rows' images/s × passes × F."""
+    from .methods import METHODS
+
     speed_dir = root / "speed"
     files = sorted(speed_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if speed_dir.exists() else []
     for path in reversed(files):
@@ -227,12 +239,20 @@ def rates(device: str | None = None, scale: str | None = None) -> Rates:
         by_model = {}
         for row in data["rows"]:
             if row.get("method") == "pgd_at" and row.get("suite_none") and row.get("model_spec"):
-                model = row["model_spec"]
+                model = canonical(row["model_spec"])
                 passes = METHODS.get("pgd_at").train_passes + 2.0 * row["attack_steps"]
-                by_model[canonical(model)] = row["suite_none"] * passes * forward_flops(canonical(model), 10,
-                                                                                        (3, 32, 32))
+                by_model[model] = row["suite_none"] * passes * forward_flops(model, 10, (3, 32, 32))
         if by_model:
             return Rates(max(by_model.values()), f"bench speed on {data['device']} ({path})", by_model)
+    return None
+
+
+def _run_rates(root: Path, device: str, scale: str | None) -> Rates | None:
+    """From ``device``'s finished runs (run.json's measured images/s × passes × F): the default
+    over ``scale``'s runs if it has any (else over all), per model over every scale's, and
+    evaluations from those runs' finished evaluations."""
+    from .data.catalog import DATASETS
+
     by_scale: dict[str, list[float]] = {}
     models: dict[str, list[float]] = {}
     configs: dict[str, dict[str, Any]] = {}     # scale/run id → config, of this device's finished runs
@@ -248,24 +268,20 @@ def rates(device: str | None = None, scale: str | None = None) -> Rates:
                                                                                   tuple(ds.shape))
         except Exception:   # a run of an older config, or one being written: skip it
             continue
-        by_scale.setdefault(path.parent.parent.parent.name, []).append(rate)
+        run_scale = path.parent.parent.parent.name
+        by_scale.setdefault(run_scale, []).append(rate)
         models.setdefault(model, []).append(rate)
-        configs[f"{path.parent.parent.parent.name}/{path.parent.name}"] = cfg
+        configs[f"{run_scale}/{path.parent.name}"] = cfg
     pool = scale if scale in by_scale else None
     pooled = by_scale[pool] if pool else [r for rs in by_scale.values() for r in rs]
-    if pooled:
-        where = f"{pool}-scale" if pool else "finished"
-        evals = _eval_rates(root, configs)
-        return Rates(statistics.median(pooled), f"the median of {len(pooled)} {where} runs on {device}, per model "
-                     f"where measured ({len(models)} models; evaluations from {sum(map(len, evals.values()))} "
-                     "finished ones)", {m: statistics.median(r) for m, r in models.items()},
-                     {m: statistics.median(r) for m, r in evals.items()})
-    if device.startswith("CPU "):
-        return Rates(ASSUMED_CPU_FLOPS, f"assumed: no bench speed result or finished run on {device}; 0.1 TFLOP/s "
-                     "effective (one job on a CPU core, as measured on this suite's development machine; "
-                     "`bench speed --quick` measures it)")
-    return Rates(ASSUMED_FLOPS, f"assumed: no bench speed result or finished run on {device}; 100 TFLOP/s "
-                 "effective (an H100 in bf16)")
+    if not pooled:
+        return None
+    where = f"{pool}-scale" if pool else "finished"
+    evals = _eval_rates(root, configs)
+    return Rates(statistics.median(pooled), f"the median of {len(pooled)} {where} runs on {device}, per model "
+                 f"where measured ({len(models)} models; evaluations from {sum(map(len, evals.values()))} "
+                 "finished ones)", {m: statistics.median(r) for m, r in models.items()},
+                 {m: statistics.median(r) for m, r in evals.items()})
 
 
 def _eval_rates(root: Path, configs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
