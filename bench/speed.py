@@ -136,6 +136,7 @@ def _timed(step: Callable[[], Any], dev: torch.device, warmup: int, repeats: int
 
 
 def _suite_step(name: str, model, helper, steps: int, amp: str, dev: torch.device):
+    from .optim import build_optimizer
     from .train import Updater
 
     cls = METHODS.get(name)
@@ -147,7 +148,7 @@ def _suite_step(name: str, model, helper, steps: int, amp: str, dev: torch.devic
     method = cls(model, None if attack_cfg is None else {k: v for k, v in attack_cfg.items() if k != "name"},
                  helpers=helpers)
     method.autocast = lambda: precision.autocast(dev, amp)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = build_optimizer(model.parameters(), {"name": "sgd", "lr": 0.01, "momentum": 0.9})   # the suite's
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     update = Updater(opt, sched, {}, method.autocast, 10 ** 9)
     g = torch.Generator(device=dev).manual_seed(0)

@@ -117,6 +117,48 @@ def test_onecycle_equals_torch_onecyclelr(cycle):
         ours.step(), ref.step(), s1.step(), s2.step()
 
 
+@pytest.mark.parametrize("nesterov, weight_decay", [(False, 5e-4), (True, 2e-4), (False, 0.0)])
+def test_sgd_is_torch_sgd_bit_for_bit_and_resumes_in_its_format(nesterov, weight_decay):
+    """bench.optim.SGD against torch.optim.SGD on the same model, batches and schedule (one-cycle
+    with cycling momentum): identical weights after every step; its state_dict loads into
+    torch.optim.SGD (and back) mid-run and the runs stay identical."""
+    def setup(cls):
+        torch.manual_seed(0)
+        model = tiny_model()
+        opt = cls(model.parameters(), lr=0.2, momentum=0.9, nesterov=nesterov, weight_decay=weight_decay)
+        return model, opt, build_schedule(opt, {"name": "onecycle", "cycle_momentum": True}, 3, 4)
+
+    from bench.optim import SGD
+
+    ours, ref = setup(SGD), setup(torch.optim.SGD)
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.rand(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
+               for _ in range(12)]
+    for i, (x, y) in enumerate(batches):
+        if i == 6:   # swap the states: each optimiser continues from the other's state_dict
+            a, b = ours[1].state_dict(), ref[1].state_dict()
+            ours[1].load_state_dict(b), ref[1].load_state_dict(a)
+        for model, opt, sched in (ours, ref):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step(), sched.step()
+        for p, q in zip(ours[0].parameters(), ref[0].parameters()):
+            assert torch.equal(p, q), f"step {i}"
+    assert ours[1].param_groups[0]["momentum"] == ref[1].param_groups[0]["momentum"]
+
+
+def test_sgd_training_does_not_import_dynamo():
+    """A job that trains with SGD (every eager smoke job) must not pay for importing torch._dynamo."""
+    code = ("import sys, torch; from bench.optim import build_optimizer, build_schedule; "
+            "m = torch.nn.Linear(3, 2); o = build_optimizer(m.parameters(), {'name': 'sgd', 'lr': 0.1}); "
+            "s = build_schedule(o, {'name': 'piecewise', 'milestones': [1]}, 2, 3); "
+            "m(torch.ones(1, 3)).sum().backward(); o.step(); s.step(); o.zero_grad(); "
+            "o.load_state_dict(o.state_dict()); s.load_state_dict(s.state_dict()); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_piecewise_schedule_decays_at_milestones():
     model = tiny_model()
     opt = build_optimizer(model.parameters(), {"name": "sgd", "lr": 0.1})
