@@ -21,7 +21,7 @@ def scale_of_target(target: str) -> str:
 
 
 def _plan(args):
-    from .plan import Plan
+    from . import plan_cache
 
     if getattr(args, "scale", None) is None:   # inferred from the target path
         target = getattr(args, "target", None)
@@ -31,7 +31,7 @@ def _plan(args):
     overrides = {k: v for k, v in (("amp", getattr(args, "amp", None)),
                                    ("channels_last", getattr(args, "channels_last", None)),
                                    ("compile", getattr(args, "compile", None))) if v and v != "none"}
-    return Plan(args.scale, overrides=overrides)
+    return plan_cache.load(args.scale, overrides)
 
 
 def cmd_targets(args) -> None:

@@ -45,7 +45,7 @@ ASSUMED_CPU_FLOPS = 0.1e12     # one single-threaded job: 0.08–0.2 measured on
 
 
 def _flops_cache() -> Path:
-    from .data.store import cache_root
+    from .layout import cache_root
 
     return cache_root() / "flops.json"
 

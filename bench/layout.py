@@ -18,6 +18,11 @@ def results_root() -> Path:
     return Path(os.environ.get("BENCH_RESULTS", "results"))
 
 
+def cache_root() -> Path:
+    """Derived data kept between jobs (decoded datasets, checked specs, plans, FLOP counts)."""
+    return Path(os.environ.get("BENCH_CACHE", "results/cache")).expanduser()
+
+
 def run_dir(scale: str, run_id: str) -> Path:
     return results_root() / scale / "runs" / run_id
 

@@ -172,3 +172,35 @@ def test_workflow_profiles_dry_run(tmp_path, profile):
     assert "This was a dry-run" in text, text[-3000:]
     if profile == "slurm":   # the scale's GPU count reaches the executor; partition from the profile
         assert "gpu=1" in text and "slurm_partition=gpu" in text
+
+
+def test_a_jobs_plan_is_cached_by_the_content_it_is_made_from(tmp_path, monkeypatch):
+    """bench's jobs read their plan from <cache>/plans/ while nothing it is made from changed;
+    a changed source file, scale or override is another entry; a damaged entry is rebuilt."""
+    from bench import plan_cache
+    from bench.plan import Plan
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    first = plan_cache.load("smoke")
+    entries = list((tmp_path / "cache" / "plans").glob("smoke-*.pickle"))
+    assert len(entries) == 1
+    again = plan_cache.load("smoke")
+    fresh = Plan("smoke")
+    assert again is not first and sorted(again.runs) == sorted(fresh.runs) == sorted(first.runs)
+    assert {k: r.config for k, r in again.runs.items()} == {k: r.config for k, r in fresh.runs.items()}
+    assert sorted(again.evals) == sorted(fresh.evals) and again.targets() == fresh.targets()
+    assert plan_cache.digest("smoke", {}) != plan_cache.digest("smoke", {"amp": "bf16"})
+    assert plan_cache.digest("smoke", {}) != plan_cache.digest("mini", {})
+    entries[0].write_bytes(b"not a pickle")
+    assert sorted(plan_cache.load("smoke").runs) == sorted(fresh.runs)
+    assert entries[0].read_bytes()[:1] == b"\x80"          # replaced by a good entry
+    package = tmp_path / "pkg"
+    (package / "specs").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "specs" / "p.yaml").write_text("a: 1\n")
+    monkeypatch.setattr(plan_cache, "PACKAGE", package)
+    before = plan_cache.digest("smoke", {})
+    (package / "specs" / "p.yaml").write_text("a: 2\n")
+    after_spec = plan_cache.digest("smoke", {})
+    (package / "a.py").write_text("x = 2\n")
+    assert len({before, after_spec, plan_cache.digest("smoke", {})}) == 3

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import CorruptFileError, MissingDataError, SpecError
 from ..fileio import locked, torch_load, torch_save
+from ..layout import cache_root
 from . import readers, synthetic
 from .catalog import DATASETS, DatasetInfo, Source
 from .locate import locate
@@ -30,8 +31,6 @@ from .locate import locate
 SUBSET_SEED = 0  # reduced scales take the first n of a fixed permutation of each split
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("BENCH_CACHE", "results/cache")).expanduser()
 
 
 @dataclass

@@ -67,7 +67,7 @@ def _listing_key(directory: Path) -> str:
 
 def scan(directory: Path, classes: list[str] | None = None) -> FileSplit:
     """The manifest of an ImageFolder split (``<class>/<image>``), cached per listing."""
-    from .store import cache_root
+    from ..layout import cache_root
 
     directory = Path(directory)
     classes = class_folders(directory) if classes is None else classes

@@ -70,11 +70,12 @@ def _cached(path: Path) -> dict[str, Any]:
     plans again, and YAML parsing and schema validation were most of that (results/cache/specs/)."""
     import hashlib
     import json
-    import os
+
+    from ..layout import cache_root
 
     data = path.read_bytes()
     key = hashlib.sha256(data + (HERE / "schema.yaml").read_bytes()).hexdigest()[:20]
-    cache = Path(os.environ.get("BENCH_CACHE", "results/cache")).expanduser() / "specs" / f"{path.stem}-{key}.json"
+    cache = cache_root() / "specs" / f"{path.stem}-{key}.json"
     if cache.is_file():
         try:
             return json.loads(cache.read_text())
