@@ -14,10 +14,9 @@ import os
 
 from snakemake.utils import validate
 
-from bench import layout, scales
+from bench import layout, plan_cache, scales
 from bench.data.locate import available, missing_message
 from bench.errors import MissingDataError
-from bench.plan import Plan
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 validate(config, "config/config.schema.yaml")   # an unknown key or a bad value: one error, no job
@@ -49,7 +48,7 @@ class Plans(dict):
     target of that scale is asked for, so `snakemake tables/smoke/x.md` plans one scale only."""
 
     def __missing__(self, scale):
-        plan = self[scale] = Plan(scale, overrides=OVERRIDES)
+        plan = self[scale] = plan_cache.load(scale, OVERRIDES)
         return plan
 
 

@@ -140,6 +140,22 @@ def run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, proto
         return _run_protocol(scale, run_id, run_cfg, protocol_id, protocol, out, progress)
 
 
+class LogLines:
+    """tqdm's file in a log (an evaluation job's .log): each refresh of the bar on a line of its
+    own, at most once a minute, instead of carriage returns that overwrite it on a terminal."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for line in text.replace("\r", "\n").split("\n"):
+            if line.strip():
+                self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def _run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, protocol: dict,
                   out: Path, progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
@@ -159,8 +175,9 @@ def _run_protocol(scale: str, run_id: str, run_cfg: dict, protocol_id: str, prot
     _check_data(run_id, {**run_info, "scale": scale}, data.fingerprint)
     batch_size = protocol.get("batch_size", 500)
     loader = make_loader(data, "test", batch_size, dev, channels_last=bool(prec.get("channels_last", False)))
-    bar = tqdm(total=len(loader), desc=f"{run_id} {protocol_id}", file=sys.stderr,
-               disable=not progress, mininterval=1 if sys.stderr.isatty() else 60)
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(loader), desc=f"{run_id} {protocol_id}", file=sys.stderr if tty else LogLines(sys.stderr),
+               disable=not progress, mininterval=1 if tty else 60)
     start = time.perf_counter()
     seed = protocol.get("seed", 0)
     kwargs = {}

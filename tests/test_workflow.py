@@ -204,3 +204,19 @@ def test_a_jobs_plan_is_cached_by_the_content_it_is_made_from(tmp_path, monkeypa
     after_spec = plan_cache.digest("smoke", {})
     (package / "a.py").write_text("x = 2\n")
     assert len({before, after_spec, plan_cache.digest("smoke", {})}) == 3
+
+
+def test_an_evaluation_log_gets_progress_lines_not_carriage_returns():
+    import io
+
+    from tqdm import tqdm
+
+    from bench.evaluate import LogLines
+
+    log = io.StringIO()
+    bar = tqdm(total=3, desc="run proto", file=LogLines(log), mininterval=0)
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) >= 4 and "3/3" in lines[-1]
