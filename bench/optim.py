@@ -95,9 +95,9 @@ class Cyclic(torch.optim.lr_scheduler.LRScheduler):
 
 class SGD(torch.optim.Optimizer):
     """torch.optim.SGD's update, computed by torch's own kernel (``torch.optim.sgd.sgd``, with
-    SGD.step's arguments: the same arithmetic, tested bit-identical), without
-    torch.optim.Optimizer's own methods: each is wrapped to import ``torch._dynamo`` on its
-    first call, about 1.5 s of a smoke job's 8. A subclass, so torch's schedulers accept it;
+    SGD.step's arguments: the same arithmetic, tested bit-identical), without the constructor
+    and methods of torch.optim.Optimizer: each imports ``torch._dynamo`` when first called,
+    about 1.5 s of a smoke job's 8. A subclass, so torch's schedulers accept it;
     it holds what they and a checkpoint read (``param_groups``, ``defaults``, ``state``) in
     torch's layout, and its state_dict has torch's format (momentum buffers by parameter index)."""
 
@@ -110,8 +110,6 @@ class SGD(torch.optim.Optimizer):
                          "fused": None}
         self.param_groups = [{"params": list(params), **self.defaults}]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
-        self._optimizer_step_pre_hooks: dict = {}
-        self._optimizer_step_post_hooks: dict = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
@@ -144,12 +142,13 @@ class SGD(torch.optim.Optimizer):
         groups = state_dict["param_groups"]
         if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.param_groups]:
             raise ValueError("optimizer state: its parameter groups do not match this model's")
-        by_index = [p for g in self.param_groups for p in g["params"]]
         for group, saved in zip(self.param_groups, groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
-        self.state = {by_index[int(i)]: {k: v.to(by_index[int(i)].device, by_index[int(i)].dtype)
-                                         for k, v in s.items()}
-                      for i, s in state_dict["state"].items()}
+        params = [p for g in self.param_groups for p in g["params"]]
+        self.state = {}
+        for i, saved in state_dict["state"].items():
+            p = params[int(i)]
+            self.state[p] = {k: v.to(p.device, p.dtype) for k, v in saved.items()}
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
