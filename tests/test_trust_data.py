@@ -390,8 +390,11 @@ def test_ctrl_c_exits_130_quietly_and_leaves_no_temporaries(tmp_path):
     plan = Plan("smoke", papers=["hat"])
     run = next(r for r in plan.runs.values() if r.config["method"]["name"] == "pgd_at")
     run_dir = layout.run_dir("smoke", run.id)
+    # SIGINT's default disposition in the child: a test run started in the background by a shell
+    # (`pytest &`) would otherwise hand it an ignored SIGINT, which Python keeps
     proc = subprocess.Popen([sys.executable, "-m", "bench", "train", "--scale", "smoke", "--quiet", run.id],
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (run_dir / "config.json").exists() and time.time() < deadline:
         time.sleep(0.01)
