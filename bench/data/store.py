@@ -31,8 +31,6 @@ from .locate import locate
 SUBSET_SEED = 0  # reduced scales take the first n of a fixed permutation of each split
 
 
-
-
 @dataclass
 class Split:
     x: torch.Tensor  # uint8 images N×C×H×W (read as /255), or float vectors N×d
