@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .layout import cache_root
 from .plan_model import package_version
-from .provenance import PACKAGE
+from .provenance import PACKAGE, hash_files
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -35,8 +35,7 @@ def digest(scale: str, overrides: dict[str, Any]) -> str:
     h = hashlib.sha256()
     files = {*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.yaml"), *specs.HERE.glob("*.yaml"),
              *scales.HERE.glob("*.yaml")}
-    for f in sorted(files):
-        h.update(str(f).encode() + b"\0" + f.read_bytes() + b"\0")
+    hash_files(h, files, lambda f: f"{f}\0{f.stat().st_size}\0".encode())   # unambiguous boundaries
     context = [scale, overrides, [package_version(n) for n in RECORDED_PACKAGES], sys.version]
     h.update(json.dumps(context, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]

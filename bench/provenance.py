@@ -7,7 +7,7 @@ import platform
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 PACKAGE = Path(__file__).parent
 
@@ -31,10 +31,16 @@ def source_hash(paths: Iterable[Path]) -> str:
     files: set[Path] = set()
     for p in paths:
         files.update(sorted(p.rglob("*.py")) if p.is_dir() else [p])
-    for f in sorted(files):
-        h.update(str(f.relative_to(PACKAGE)).encode())
-        h.update(f.read_bytes())
+    hash_files(h, files, lambda f: str(f.relative_to(PACKAGE)).encode())
     return h.hexdigest()[:12]
+
+
+def hash_files(h, files: Iterable[Path], name: Callable[[Path], bytes]) -> None:
+    """Feed ``h`` each file's ``name(f)`` and contents, in sorted path order (the one file-hashing
+    rule of run ids and of the plan cache)."""
+    for f in sorted(set(files)):
+        h.update(name(f))
+        h.update(f.read_bytes())
 
 
 def now() -> str:
