@@ -91,11 +91,14 @@ def target_inputs(wc, kind):
     keep = set(table.datasets)
     if plan.scale["data"]["source"] == "real":
         missing = [d for d in table.datasets if not available(d)]
-        if missing and workflow.dryrun:
+        if missing and PARTIAL:
+            keep -= set(missing)
+            if workflow.dryrun:
+                print(f"note: {table.stem} needs absent data {', '.join(missing)}; partial=1 "
+                      f"leaves out its cells (rendered as not run)", file=sys.stderr)
+        elif missing and workflow.dryrun:
             print(f"note: {table.stem} needs absent data {', '.join(missing)}; a real run "
                   f"would stop here (or use --config partial=1)", file=sys.stderr)
-        elif missing and PARTIAL:
-            keep -= set(missing)
         elif missing:
             raise MissingDataError(
                 f"{table.stem} needs data (datasets or model checkpoints) that are not under the data root:\n"

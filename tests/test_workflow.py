@@ -55,6 +55,16 @@ def test_missing_data_stops_before_any_job(tmp_path):
     assert not (tmp_path / "tables").exists() and not Path(os.environ["BENCH_RESULTS"]).exists()
 
 
+def test_dry_run_shows_what_partial_would_run(tmp_path):
+    env = {"BENCH_DATA": str(tmp_path / "nodata")}
+    full = snakemake(tmp_path, "-n", "tables/mini/hat_table2.md", env=env)
+    partial = snakemake(tmp_path, "-n", "tables/mini/hat_table2.md", "--config", "partial=1", env=env)
+    assert "a real run would stop here" in full.stderr and "svhn-hat-preact_resnet18" in full.stdout
+    assert "partial=1 leaves out its cells" in partial.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", partial.stdout, re.M))
+    assert "train" not in counts and "evaluate" not in counts and counts["render_table"] == "1"
+
+
 def test_missing_extra_data_and_checkpoint_stop_before_any_job(tmp_path):
     env = {"BENCH_DATA": str(tmp_path / "nodata")}
     out = snakemake(tmp_path, "--cores", "1", "tables/mini/hat_table4.md", env=env, check=False)
