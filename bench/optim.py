@@ -25,6 +25,7 @@ import math
 from typing import Any, Iterable
 
 import torch
+from torch.optim.adam import adam as adam_update
 from torch.optim.sgd import sgd as sgd_update
 
 from .errors import SpecError
@@ -93,22 +94,22 @@ class Cyclic(torch.optim.lr_scheduler.LRScheduler):
         return [max_lr * f for max_lr in self.max_lrs]
 
 
-class SGD(torch.optim.Optimizer):
-    """torch.optim.SGD's update, computed by torch's own kernel (``torch.optim.sgd.sgd``, with
-    SGD.step's arguments: the same arithmetic, tested bit-identical), without the constructor
-    and methods of torch.optim.Optimizer: each imports ``torch._dynamo`` when first called,
-    about 1.5 s of a smoke job's 8. A subclass, so torch's schedulers accept it;
-    it holds what they and a checkpoint read (``param_groups``, ``defaults``, ``state``) in
-    torch's layout, and its state_dict has torch's format (momentum buffers by parameter index)."""
+def STEP_DTYPE() -> torch.dtype:   # torch.optim.optimizer._get_scalar_dtype (not fused)
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0):
-        if nesterov and momentum <= 0:
-            raise SpecError("SGD: nesterov needs a positive momentum")
-        self.defaults = {"lr": lr, "momentum": momentum, "dampening": 0.0, "weight_decay": weight_decay,
-                         "nesterov": nesterov, "maximize": False, "foreach": None, "differentiable": False,
-                         "fused": None}
-        self.param_groups = [{"params": list(params), **self.defaults}]
+
+class _Lean(torch.optim.Optimizer):
+    """A torch optimiser's update computed by torch's own functional kernel (``torch.optim.sgd.sgd``,
+    ``torch.optim.adam.adam``, called with the arguments the class's step passes: the same
+    arithmetic, tested bit-identical), without the constructor and methods of
+    torch.optim.Optimizer: each imports ``torch._dynamo`` when first called, about 1.5 s of a
+    smoke job's 8. A subclass, so torch's schedulers accept it; it holds what they and a
+    checkpoint read (``param_groups``, ``defaults``, ``state``) in torch's layout, and its
+    state_dict has torch's format (per-parameter state by parameter index)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], defaults: dict[str, Any]):
+        self.defaults = defaults
+        self.param_groups = [{"params": list(params), **defaults}]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -118,19 +119,6 @@ class SGD(torch.optim.Optimizer):
                     p.grad = None
                 elif p.grad is not None:
                     p.grad.detach_().zero_()
-
-    @torch.no_grad()
-    def step(self, closure=None):   # noqa: D102 - torch.optim.SGD.step's loop
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            buffers = [self.state.get(p, {}).get("momentum_buffer") for p in params] if group["momentum"] else []
-            sgd_update(params, [p.grad for p in params], buffers,
-                       has_sparse_grad=any(p.grad.is_sparse for p in params), foreach=group["foreach"],
-                       fused=group["fused"], weight_decay=group["weight_decay"], momentum=group["momentum"],
-                       lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
-                       maximize=group["maximize"])
-            for p, buf in zip(params, buffers):
-                self.state.setdefault(p, {})["momentum_buffer"] = buf
 
     def state_dict(self) -> dict[str, Any]:
         index = {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
@@ -148,7 +136,67 @@ class SGD(torch.optim.Optimizer):
         self.state = {}
         for i, saved in state_dict["state"].items():
             p = params[int(i)]
-            self.state[p] = {k: v.to(p.device, p.dtype) for k, v in saved.items()}
+            # torch keeps Adam's step counter as it was saved (a CPU float32 scalar); the rest
+            # follows the parameter's device and dtype
+            self.state[p] = {k: v.clone() if k == "step" else v.to(p.device, p.dtype) for k, v in saved.items()}
+
+
+class SGD(_Lean):
+    """torch.optim.SGD (see _Lean)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0):
+        if nesterov and momentum <= 0:
+            raise SpecError("SGD: nesterov needs a positive momentum")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": 0.0, "weight_decay": weight_decay,
+                                  "nesterov": nesterov, "maximize": False, "foreach": None,
+                                  "differentiable": False, "fused": None})
+
+    @torch.no_grad()
+    def step(self, closure=None):   # noqa: D102 - torch.optim.SGD.step's loop
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            buffers = [self.state.get(p, {}).get("momentum_buffer") for p in params] if group["momentum"] else []
+            sgd_update(params, [p.grad for p in params], buffers,
+                       has_sparse_grad=any(p.grad.is_sparse for p in params), foreach=group["foreach"],
+                       fused=group["fused"], weight_decay=group["weight_decay"], momentum=group["momentum"],
+                       lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
+                       maximize=group["maximize"])
+            for p, buf in zip(params, buffers):
+                self.state.setdefault(p, {})["momentum_buffer"] = buf
+
+
+class Adam(_Lean):
+    """torch.optim.Adam with its defaults (betas 0.9, 0.999; eps 1e-8; L2 weight decay, not
+    AdamW's; no amsgrad) (see _Lean)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": weight_decay,
+                                  "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                                  "differentiable": False, "fused": None, "decoupled_weight_decay": False})
+
+    @torch.no_grad()
+    def step(self, closure=None):   # noqa: D102 - torch.optim.Adam.step's loop (_init_group's lazy state)
+        for group in self.param_groups:
+            if group["amsgrad"] or group["capturable"] or group["fused"]:
+                raise ValueError("bench.optim.Adam: amsgrad, capturable and fused are not supported")
+            params = [p for p in group["params"] if p.grad is not None]
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("Adam does not support sparse gradients")
+            for p in params:
+                if not self.state.get(p):
+                    self.state[p] = {"step": torch.tensor(0.0, dtype=STEP_DTYPE(), device="cpu"),
+                                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+            states = [self.state[p] for p in params]
+            beta1, beta2 = group["betas"]
+            adam_update(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                        [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states],
+                        foreach=group["foreach"], capturable=False, differentiable=False, fused=None,
+                        grad_scale=None, found_inf=None, has_complex=any(torch.is_complex(p) for p in params),
+                        decoupled_weight_decay=group["decoupled_weight_decay"], amsgrad=False, beta1=beta1,
+                        beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                        maximize=group["maximize"])
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -> torch.optim.Optimizer:
@@ -158,7 +206,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict[str, Any]) -
         return SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9), nesterov=cfg.get("nesterov", False),
                    weight_decay=cfg.get("weight_decay", 0.0))
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+        return Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
     raise SpecError(f"unknown optimizer {name!r} (known: sgd, adam)")
 
 

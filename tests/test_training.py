@@ -147,10 +147,44 @@ def test_sgd_is_torch_sgd_bit_for_bit_and_resumes_in_its_format(nesterov, weight
     assert ours[1].param_groups[0]["momentum"] == ref[1].param_groups[0]["momentum"]
 
 
-def test_sgd_training_does_not_import_dynamo():
-    """A job that trains with SGD (every eager smoke job) must not pay for importing torch._dynamo."""
+@pytest.mark.parametrize("weight_decay", [0.0, 5e-4])
+def test_adam_is_torch_adam_bit_for_bit_and_resumes_in_its_format(weight_decay):
+    """bench.optim.Adam against torch.optim.Adam (BAT's MNIST recipe), as the SGD test: identical
+    weights after every step, state_dicts exchanged both ways mid-run, the step counter kept
+    where torch keeps it."""
+    def setup(cls):
+        torch.manual_seed(0)
+        model = tiny_model()
+        opt = cls(model.parameters(), lr=1e-3, weight_decay=weight_decay)
+        return model, opt, build_schedule(opt, {"name": "piecewise", "milestones": [1, 2]}, 3, 4)
+
+    from bench.optim import Adam
+
+    ours, ref = setup(Adam), setup(torch.optim.Adam)
+    assert ours[1].defaults == {**ref[1].defaults, "weight_decay": weight_decay}
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.rand(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
+               for _ in range(12)]
+    for i, (x, y) in enumerate(batches):
+        if i == 6:
+            a, b = ours[1].state_dict(), ref[1].state_dict()
+            ours[1].load_state_dict(b), ref[1].load_state_dict(a)
+        for model, opt, sched in (ours, ref):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step(), sched.step()
+        for p, q in zip(ours[0].parameters(), ref[0].parameters()):
+            assert torch.equal(p, q), f"step {i}"
+    for s, t in zip(ours[1].state_dict()["state"].values(), ref[1].state_dict()["state"].values()):
+        assert s.keys() == t.keys() and s["step"].device == t["step"].device and s["step"].dtype == t["step"].dtype
+        assert all(torch.equal(s[k], t[k]) for k in s)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_training_does_not_import_dynamo(optimizer):
+    """A job that trains with SGD or Adam (every eager smoke job) must not pay for importing torch._dynamo."""
     code = ("import sys, torch; from bench.optim import build_optimizer, build_schedule; "
-            "m = torch.nn.Linear(3, 2); o = build_optimizer(m.parameters(), {'name': 'sgd', 'lr': 0.1}); "
+            f"m = torch.nn.Linear(3, 2); o = build_optimizer(m.parameters(), {{'name': '{optimizer}', 'lr': 0.1}}); "
             "s = build_schedule(o, {'name': 'piecewise', 'milestones': [1]}, 2, 3); "
             "m(torch.ones(1, 3)).sum().backward(); o.step(); s.step(); o.zero_grad(); "
             "o.load_state_dict(o.state_dict()); s.load_state_dict(s.state_dict()); "
