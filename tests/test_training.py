@@ -117,6 +117,25 @@ def test_onecycle_equals_torch_onecyclelr(cycle):
         ours.step(), ref.step(), s1.step(), s2.step()
 
 
+def train_side_by_side(ours, ref):
+    """Train two (model, optimiser, schedule) triples on the same 12 batches, swapping their
+    optimiser states at the 7th (each continues from the other's state_dict); the weights must
+    be identical after every step."""
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.rand(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
+               for _ in range(12)]
+    for i, (x, y) in enumerate(batches):
+        if i == 6:
+            a, b = ours[1].state_dict(), ref[1].state_dict()
+            ours[1].load_state_dict(b), ref[1].load_state_dict(a)
+        for model, opt, sched in (ours, ref):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step(), sched.step()
+        for p, q in zip(ours[0].parameters(), ref[0].parameters()):
+            assert torch.equal(p, q), f"step {i}"
+
+
 @pytest.mark.parametrize("nesterov, weight_decay", [(False, 5e-4), (True, 2e-4), (False, 0.0)])
 def test_sgd_is_torch_sgd_bit_for_bit_and_resumes_in_its_format(nesterov, weight_decay):
     """bench.optim.SGD against torch.optim.SGD on the same model, batches and schedule (one-cycle
@@ -131,19 +150,7 @@ def test_sgd_is_torch_sgd_bit_for_bit_and_resumes_in_its_format(nesterov, weight
     from bench.optim import SGD
 
     ours, ref = setup(SGD), setup(torch.optim.SGD)
-    gen = torch.Generator().manual_seed(1)
-    batches = [(torch.rand(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
-               for _ in range(12)]
-    for i, (x, y) in enumerate(batches):
-        if i == 6:   # swap the states: each optimiser continues from the other's state_dict
-            a, b = ours[1].state_dict(), ref[1].state_dict()
-            ours[1].load_state_dict(b), ref[1].load_state_dict(a)
-        for model, opt, sched in (ours, ref):
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step(), sched.step()
-        for p, q in zip(ours[0].parameters(), ref[0].parameters()):
-            assert torch.equal(p, q), f"step {i}"
+    train_side_by_side(ours, ref)
     assert ours[1].param_groups[0]["momentum"] == ref[1].param_groups[0]["momentum"]
 
 
@@ -162,19 +169,7 @@ def test_adam_is_torch_adam_bit_for_bit_and_resumes_in_its_format(weight_decay):
 
     ours, ref = setup(Adam), setup(torch.optim.Adam)
     assert ours[1].defaults == {**ref[1].defaults, "weight_decay": weight_decay}
-    gen = torch.Generator().manual_seed(1)
-    batches = [(torch.rand(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
-               for _ in range(12)]
-    for i, (x, y) in enumerate(batches):
-        if i == 6:
-            a, b = ours[1].state_dict(), ref[1].state_dict()
-            ours[1].load_state_dict(b), ref[1].load_state_dict(a)
-        for model, opt, sched in (ours, ref):
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step(), sched.step()
-        for p, q in zip(ours[0].parameters(), ref[0].parameters()):
-            assert torch.equal(p, q), f"step {i}"
+    train_side_by_side(ours, ref)
     for s, t in zip(ours[1].state_dict()["state"].values(), ref[1].state_dict()["state"].values()):
         assert s.keys() == t.keys() and s["step"].device == t["step"].device and s["step"].dtype == t["step"].dtype
         assert all(torch.equal(s[k], t[k]) for k in s)
