@@ -94,7 +94,7 @@ class Cyclic(torch.optim.lr_scheduler.LRScheduler):
         return [max_lr * f for max_lr in self.max_lrs]
 
 
-def STEP_DTYPE() -> torch.dtype:   # torch.optim.optimizer._get_scalar_dtype (not fused)
+def _step_dtype() -> torch.dtype:   # torch.optim.optimizer._get_scalar_dtype (not fused)
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
@@ -102,8 +102,8 @@ class _Lean(torch.optim.Optimizer):
     """A torch optimiser's update computed by torch's own functional kernel (``torch.optim.sgd.sgd``,
     ``torch.optim.adam.adam``, called with the arguments the class's step passes: the same
     arithmetic, tested bit-identical), without the constructor and methods of
-    torch.optim.Optimizer: each imports ``torch._dynamo`` when first called, about 1.5 s of a
-    smoke job's 8. A subclass, so torch's schedulers accept it; it holds what they and a
+    torch.optim.Optimizer: each imports ``torch._dynamo`` when first called, 1.3–2 s of a
+    training job here. A subclass, so torch's schedulers accept it; it holds what they and a
     checkpoint read (``param_groups``, ``defaults``, ``state``) in torch's layout, and its
     state_dict has torch's format (per-parameter state by parameter index)."""
 
@@ -185,7 +185,7 @@ class Adam(_Lean):
                 raise RuntimeError("Adam does not support sparse gradients")
             for p in params:
                 if not self.state.get(p):
-                    self.state[p] = {"step": torch.tensor(0.0, dtype=STEP_DTYPE(), device="cpu"),
+                    self.state[p] = {"step": torch.tensor(0.0, dtype=_step_dtype(), device="cpu"),
                                      "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                                      "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
             states = [self.state[p] for p in params]
