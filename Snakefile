@@ -35,11 +35,13 @@ FLAGS = "".join([f" --amp {OVERRIDES['amp']}" if "amp" in OVERRIDES else "",
                  " --channels-last" if OVERRIDES.get("channels_last") else "",
                  f" --compile {COMPILE}" if COMPILE != "none" else ""])
 RESULTS = str(layout.results_root())
-# Jobs run `python -m bench`: by default with the interpreter that runs Snakemake (so an
-# editable install and PYTHONPATH apply); with --software-deployment-method conda, with the
-# python of the rule's conda environment (envs/bench.yaml), the workflow's own source on its path.
+# Jobs run `python -m bench` from this workflow's own source (first on PYTHONPATH, so a second
+# checkout beside an editable install runs its own code, the code this Snakefile planned with):
+# by default with the interpreter that runs Snakemake, the caller's PYTHONPATH after it; with
+# --software-deployment-method conda, with the python of the rule's conda environment (envs/bench.yaml).
 CONDA = "conda" in {m.name.lower() for m in workflow.deployment_settings.deployment_method}
-BENCH = (f'PYTHONPATH="{workflow.basedir}" python -m bench' if CONDA else f'"{sys.executable}" -m bench')
+BENCH = (f'PYTHONPATH="{workflow.basedir}" python -m bench' if CONDA else
+         f'PYTHONPATH="{workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}}" "{sys.executable}" -m bench')
 ENV = "envs/bench.yaml"
 
 

@@ -46,6 +46,18 @@ def test_paper_scale_dry_run_shows_the_whole_graph(tmp_path):
     assert "aa-" in out and "tinyimagenet200-hat-preact_resnet18" in out
 
 
+def test_jobs_run_the_code_of_the_snakefile_that_planned_them(tmp_path):
+    # one editable install, two checkouts: a job must import bench from the Snakefile's checkout
+    out = snakemake(tmp_path, "-n", "-p", "tables/smoke/hat_table2.md").stdout
+    train = next(line.split("Shell command:")[-1].strip() for line in out.splitlines() if " -m bench train " in line)
+    assert train.startswith(f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" "{sys.executable}" -m bench train ')
+    env = {**os.environ, "PYTHONPATH": "/elsewhere"}
+    code = "import bench, os, pathlib; print(pathlib.Path(bench.__file__).resolve().parent.parent, os.environ['PYTHONPATH'])"
+    shown = subprocess.run(["bash", "-c", train.split(" -m bench ")[0] + f' -c "{code}"'], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert shown == [str(REPO.resolve()), f"{REPO}:/elsewhere"]
+
+
 def test_missing_data_stops_before_any_job(tmp_path):
     env = {"BENCH_DATA": str(tmp_path / "nodata")}
     out = snakemake(tmp_path, "--cores", "1", "tables/mini/hat_table2.md", env=env, check=False)
