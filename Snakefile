@@ -9,12 +9,13 @@
 # Options (--config key=value; defaults in config/config.yaml, checked against
 # config/config.schema.yaml before anything runs): partial=1 renders the cells whose
 # datasets are present and marks the rest "not run"; amp=bf16 and channels_last=1 select
-# the precision (they change run ids); threads=N sets CPU threads per job (default 1).
+# the precision (they change run ids); threads=N sets CPU threads per job (default 1);
+# zygote=0 starts every local job afresh instead of forking it from bench/zygote.py.
 import os
 
 from snakemake.utils import validate
 
-from bench import layout, plan_cache, scales
+from bench import layout, plan_cache, scales, zygote
 from bench.data.locate import available, missing_message
 from bench.errors import MissingDataError
 
@@ -43,6 +44,29 @@ CONDA = "conda" in {m.name.lower() for m in workflow.deployment_settings.deploym
 BENCH = (f'PYTHONPATH="{workflow.basedir}" python -m bench' if CONDA else
          f'PYTHONPATH="{workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}}" "{sys.executable}" -m bench')
 ENV = "envs/bench.yaml"
+ZYGOTE = []
+
+
+# Local jobs fork from one process that imported torch once (bench/zygote.py: 2.3 s of every
+# job here); cluster jobs and a conda environment's python run alone, as does any job that
+# cannot reach it.
+onstart:
+    if config["zygote"] and workflow.local_exec and workflow.is_main_process and not CONDA:
+        proc, os.environ["BENCH_ZYGOTE"] = zygote.start(workflow.basedir)
+        ZYGOTE.append((proc, os.environ["BENCH_ZYGOTE"]))
+
+
+def _stop_zygote():
+    while ZYGOTE:
+        zygote.stop(*ZYGOTE.pop())
+
+
+onsuccess:
+    _stop_zygote()
+
+
+onerror:
+    _stop_zygote()
 
 
 class Plans(dict):

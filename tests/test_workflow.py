@@ -111,6 +111,7 @@ def test_bad_input_is_one_clear_error(tmp_path):
     ("amp=fp16", "'fp16' is not one of ['none', 'bf16']"),
     ("partal=1", "Additional properties are not allowed ('partal' was unexpected)"),
     ("threads=two", "'two' is not of type 'integer'"),
+    ("zygote=2", "2 is not one of [0, 1, True, False]"),
 ])
 def test_bad_config_is_one_clear_error_before_any_job(tmp_path, option, message):
     out = snakemake(tmp_path, "--cores", "1", "--config", option, "--", "tables/smoke/hat_table3.md", check=False)
@@ -123,7 +124,8 @@ def test_bad_config_is_one_clear_error_before_any_job(tmp_path, option, message)
 def smoke_build(tmp_path_factory):
     work = tmp_path_factory.mktemp("smoke")
     env = {"BENCH_RESULTS": str(work / "results"), "BENCH_CACHE": str(work / "cache")}
-    snakemake(work, "--cores", "2", "tables/smoke/hat_table2.md", env=env)
+    out = snakemake(work, "--cores", "2", "tables/smoke/hat_table2.md", env=env)
+    (work / "snakemake.log").write_text(out.stdout + out.stderr)
     return work
 
 
@@ -142,6 +144,10 @@ def test_smoke_table2_builds_and_reports_every_published_number(smoke_build):
     assert len(rows) == 40 and sum(r["mean"] != "" for r in rows) == 38
     tex = (smoke_build / "tables/smoke/hat_table2.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and "(84.90)" in tex
+    # the build's jobs were forked from the zygote (bench/zygote.py), but those (at most one per
+    # core) that started while it was still importing torch
+    forked = re.search(r"bench.zygote: (\d+) job\(s\) forked", (smoke_build / "snakemake.log").read_text())
+    assert forked and 70 <= int(forked.group(1)) <= 77
 
 
 def test_smoke_build_is_up_to_date_and_shares_the_helper(smoke_build):
