@@ -88,7 +88,8 @@ def start(basedir: str) -> tuple[subprocess.Popen, str]:
     path = os.path.join(tempfile.mkdtemp(prefix="bench-zygote-"), "socket")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [basedir, os.environ.get("PYTHONPATH")]))}
     env.pop("BENCH_ZYGOTE", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bench.zygote", path, str(os.getpid())], env=env,
+    # in basedir: `python -m` puts the working directory first on the path
+    proc = subprocess.Popen([sys.executable, "-m", "bench.zygote", path, str(os.getpid())], env=env, cwd=basedir,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
     return proc, path
 
