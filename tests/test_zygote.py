@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+CHECKOUT = str(Path(__import__("bench").__file__).resolve().parents[1])   # where this process's bench is
 pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="the zygote needs Linux pidfds")
 
 
@@ -20,7 +21,7 @@ def zygote():
     from bench import zygote as z
 
     # the checkout this process imports bench from (a zygote refuses clients of another one)
-    proc, path = z.start(str(Path(z.__file__).resolve().parents[1]))
+    proc, path = z.start(CHECKOUT)
     deadline = time.time() + 120
     while not os.path.exists(path):
         assert proc.poll() is None and time.time() < deadline, "the zygote did not start"
@@ -115,10 +116,10 @@ def test_signals_reach_the_forked_job_and_a_dead_client_stops_it(zygote, tmp_pat
 
     run = _run_id("trades")
     run_dir = layout.run_dir("smoke", run.id)
-    env = {**os.environ, "BENCH_ZYGOTE": zygote[1]}
+    env = {**os.environ, "BENCH_ZYGOTE": zygote[1], "PYTHONPATH": CHECKOUT}
     for sig in (signal.SIGINT, signal.SIGKILL):
         proc = subprocess.Popen([sys.executable, "-m", "bench", "train", "--scale", "smoke", "--quiet", run.id],
-                                stderr=subprocess.PIPE, text=True, env=env,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 120
         while not (run_dir / "config.json").exists() and time.time() < deadline:
