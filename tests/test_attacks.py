@@ -57,6 +57,30 @@ def test_attack_restores_model_mode_and_uses_requested_bn_mode(trained):
     hook.remove()
 
 
+def test_an_attack_takes_input_gradients_only_and_the_same_examples(trained, monkeypatch):
+    import contextlib
+
+    import bench.attacks.base as base
+
+    model, x, y = trained
+    for p in model.parameters():
+        p.grad = None
+    frozen_before = next(model.parameters())
+    frozen_before.requires_grad_(False)   # a parameter frozen before the attack stays frozen
+    seen = []
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]   # not the frozen one
+    hook = last.register_forward_hook(lambda m, i, o: seen.append(m.weight.requires_grad))
+    g = torch.Generator().manual_seed(0)
+    attack = build(dict(name="pgd", steps=3), model)
+    x_adv = attack(x[:16], y[:16], g)
+    hook.remove()
+    assert seen and not any(seen) and all(p.grad is None for p in model.parameters())
+    assert not frozen_before.requires_grad and all(p.requires_grad for p in list(model.parameters())[1:])
+    frozen_before.requires_grad_(True)
+    monkeypatch.setattr(base, "frozen", lambda m: contextlib.nullcontext())   # weights requiring gradients
+    assert torch.equal(attack(x[:16], y[:16], torch.Generator().manual_seed(0)), x_adv)
+
+
 def reference_pgd(model, x, y, eps, alpha, steps, loss, start, g=None, kappa=0.0):
     """A plain, independent PGD (ℓ∞): written from the papers' descriptions."""
     model.eval()

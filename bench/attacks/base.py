@@ -32,6 +32,21 @@ def model_mode(model: nn.Module, training: bool) -> Iterator[None]:
         model.train(was)
 
 
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """The model's parameters without requires_grad while an attack runs: its gradients are
+    the input's only, so no weight gradient is computed or kept for (a compiled model's fixed
+    backward graph would otherwise compute them all on every attack step)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def enum_value(enum: type[Enum], value: Any, what: str) -> Enum:
     try:
         return enum(value)
@@ -97,8 +112,15 @@ class Attack:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
                  ) -> torch.Tensor:
-        with model_mode(self.model, self.bn_mode is BNMode.TRAIN), torch.enable_grad():
+        with self.running():
             return self.perturb(x, y, generator).detach()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The model as an attack's steps need it: BatchNorm in the attack's mode, the parameters
+        frozen (see :func:`frozen`), gradients on; restored afterwards."""
+        with model_mode(self.model, self.bn_mode is BNMode.TRAIN), frozen(self.model), torch.enable_grad():
+            yield
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         raise NotImplementedError

@@ -43,7 +43,6 @@ import torch.nn.functional as F
 
 from . import ATTACKS
 from ..errors import SpecError
-from .base import model_mode, BNMode
 from .pgd import PGD, Loss
 
 
@@ -66,7 +65,7 @@ class PGDES(PGD):
     def search(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """The friendly adversarial examples and the steps each example took (int64, device)."""
-        with model_mode(self.model, self.bn_mode is BNMode.TRAIN), torch.enable_grad():
+        with self.running():
             x_adv, steps = self._search(x.detach(), y, generator)
         return x_adv.detach(), steps
 

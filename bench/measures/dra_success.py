@@ -109,8 +109,6 @@ class DRASuccess(Measure):
 
 def _trajectory(attack, x, y, g):
     """The attack's T steps and scores in its BatchNorm mode, without gradients kept."""
-    from ..attacks.base import BNMode
-
-    with model_mode(attack.model, attack.bn_mode is BNMode.TRAIN), torch.enable_grad():
+    with attack.running():
         x_t, score = attack.trajectory(x, y, g)
     return x_t.detach(), score.detach()
