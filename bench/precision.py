@@ -11,6 +11,7 @@ eager one and read by either. Compilation is part of a run's id, like amp.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import torch
 
@@ -63,6 +64,18 @@ def compiled(model: torch.nn.Module, requested: str, dev: torch.device) -> torch
     # compile a graph of their own: allow them all rather than falling back to eager
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     return torch.compile(model, mode=mode, dynamic=False)
+
+
+def varying_batch(x: torch.Tensor) -> torch.Tensor:
+    """``x``, its batch dimension marked dynamic for a compiled model: the subsets an
+    early-stopped attack keeps iterating shrink at every step (and PGD's later restarts attack
+    the examples still robust), and a static-shape graph per size would recompile at every
+    step (up to dynamo's cache limit, then run eager). Without
+    ``torch._dynamo`` imported no model is compiled, and ``x`` is returned as it is."""
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is not None and x.shape[0] > 1:
+        dynamo.mark_dynamic(x, 0)
+    return x
 
 
 class Autocast(torch.nn.Module):

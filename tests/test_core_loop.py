@@ -359,6 +359,41 @@ def test_the_compiled_path_reaches_the_eager_weights(tmp_path):
     assert abs(eager["final"]["loss"] - comp["final"]["loss"]) < 1e-4
 
 
+@pytest.mark.parametrize("attack_cfg,graphs", [
+    ({"name": "pgd_es", "steps": 6, "tau": 1}, 3),
+    # full batch and subsets, with and without gradients, subsets of one (specialised), the check's own
+    ({"name": "pgd", "steps": 2, "restarts": 5, "random_start": "uniform"}, 7),
+])
+def test_attacks_on_subsets_through_a_compiled_model_compile_a_few_graphs(attack_cfg, graphs):
+    """FAT's PGD-K-τ iterates a subset that shrinks at every step, PGD's later restarts the
+    examples still robust: a graph per subset size would recompile at every step; their
+    batch dimension is dynamic instead."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from bench import precision
+    from bench.attacks import build as build_attack
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 10)).eval()
+    fmodel = precision.compiled(model, "default", torch.device("cpu"))
+    attack = build_attack({**attack_cfg, "eps": "8/255", "step_size": "2/255"}, fmodel)
+    torch._dynamo.reset()
+    counters.clear()
+    sizes = set()
+    for seed in range(5):
+        g = torch.Generator().manual_seed(seed)
+        x, y = torch.rand(64, 3, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+        if attack_cfg["name"] == "pgd_es":
+            _, steps = attack.search(x, y, g)
+            sizes |= {int((steps >= k).sum()) for k in range(7)}
+        else:
+            sizes.add(int((fmodel(attack(x, y, g)).argmax(1) == y).sum()))
+    assert len(sizes) > (6 if attack_cfg["name"] == "pgd_es" else 2)   # subsets of many sizes
+    assert counters["stats"]["unique_graphs"] <= graphs, dict(counters["stats"])
+
+
 def test_compile_and_precision_are_part_of_the_run_id():
     from bench.plan import Plan
 

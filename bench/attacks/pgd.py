@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from . import ATTACKS
 from ..errors import SpecError
+from ..precision import varying_batch
 from .base import Attack, check_budget, enum_value, number
 
 
@@ -156,11 +157,12 @@ class PGD(Attack):
     def run_once(self, x, y, p_clean, g):
         return self.iterate(x, y, p_clean, self.start(x, g))
 
-    def iterate(self, x, y, p_clean, x_adv):
-        """The attack's steps from the start ``x_adv``."""
+    def iterate(self, x, y, p_clean, x_adv, subset=False):
+        """The attack's steps from the start ``x_adv`` (``subset``: of a batch's examples, a size
+        of its own, dynamic for a compiled model: see precision.varying_batch)."""
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
-            loss = self.objective(self.forward(x_adv), y, p_clean).sum()
+            loss = self.objective(self.forward(varying_batch(x_adv) if subset else x_adv), y, p_clean).sum()
             grad, = torch.autograd.grad(loss, x_adv)
             x_adv = self.project(self.step(x_adv.detach(), grad), x)
         return x_adv.detach()
@@ -186,9 +188,10 @@ class PGD(Attack):
             todo = (~best_fooled).nonzero().squeeze(1)       # one host sync per restart
             if len(todo) == 0:
                 continue
-            cand = self.iterate(x[todo], y[todo], None if p_clean is None else p_clean[todo], start[todo])
+            subset = len(todo) < len(x)
+            cand = self.iterate(x[todo], y[todo], None if p_clean is None else p_clean[todo], start[todo], subset)
             with torch.no_grad():
-                logits = self.forward(cand)
+                logits = self.forward(varying_batch(cand) if subset else cand)
                 fooled = logits.argmax(1) != y[todo]
                 loss = self.objective(logits, y[todo], None if p_clean is None else p_clean[todo])
             take = fooled | (loss > best_loss[todo])

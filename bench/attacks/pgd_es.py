@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from . import ATTACKS
 from ..errors import SpecError
+from ..precision import varying_batch
 from .pgd import PGD, Loss
 
 
@@ -85,7 +86,7 @@ class PGDES(PGD):
         cur = x_adv                                   # their iterates
         for _ in range(self.steps):
             cur = cur.detach().requires_grad_(True)
-            logits = self.model(cur)
+            logits = self.model(cur if len(cur) == n else varying_batch(cur))
             y_i = y[idx]
             loss = self.objective(logits, y_i, None if p_clean is None else p_clean[idx]).sum()
             grad, = torch.autograd.grad(loss, cur)
