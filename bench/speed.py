@@ -139,9 +139,14 @@ def _suite_step(name: str, model, helper, steps: int, amp: str, dev: torch.devic
     from .optim import build_optimizer
     from .train import Updater
 
+    from dataclasses import fields
+
+    from .attacks import ATTACKS
+
     cls = METHODS.get(name)
-    attack = {"steps": steps} if cls.attack_defaults is not None else None
-    attack_cfg = cls.training_attack(attack)
+    attack_cfg = cls.training_attack({} if cls.attack_defaults is not None else None)
+    if attack_cfg is not None and "steps" in {f.name for f in fields(ATTACKS.get(attack_cfg["name"]))}:
+        attack_cfg["steps"] = steps   # the benchmark's attack steps, where the attack has steps (not FGSM-RS)
     if attack_cfg is not None and "step_size" in attack_cfg:
         attack_cfg.setdefault("step_size", "2/255")
     helpers = {h: helper for h in cls.helpers_required}
