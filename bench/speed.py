@@ -21,12 +21,14 @@ import json
 import platform
 import statistics
 import time
+from dataclasses import fields
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from . import layout, precision
+from .attacks import ATTACKS
 from .methods import METHODS
 from .models import ALIASES, build
 
@@ -138,10 +140,6 @@ def _timed(step: Callable[[], Any], dev: torch.device, warmup: int, repeats: int
 def _suite_step(name: str, model, helper, steps: int, amp: str, dev: torch.device):
     from .optim import build_optimizer
     from .train import Updater
-
-    from dataclasses import fields
-
-    from .attacks import ATTACKS
 
     cls = METHODS.get(name)
     attack_cfg = cls.training_attack({} if cls.attack_defaults is not None else None)

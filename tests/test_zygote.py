@@ -20,8 +20,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="the zygot
 def zygote():
     from bench import zygote as z
 
-    # the checkout this process imports bench from (a zygote refuses clients of another one)
-    proc, path = z.start(CHECKOUT)
+    proc, path = z.start(CHECKOUT)   # a zygote refuses clients of another checkout
     deadline = time.time() + 120
     while not os.path.exists(path):
         assert proc.poll() is None and time.time() < deadline, "the zygote did not start"
