@@ -51,7 +51,7 @@ ZYGOTE = []
 # job here); cluster jobs and a conda environment's python run alone, as does any job that
 # cannot reach it.
 onstart:
-    if config["zygote"] and workflow.local_exec and workflow.is_main_process and not CONDA:
+    if config["zygote"] and zygote.supported() and workflow.local_exec and workflow.is_main_process and not CONDA:
         proc, os.environ["BENCH_ZYGOTE"] = zygote.start(workflow.basedir)
         ZYGOTE.append((proc, os.environ["BENCH_ZYGOTE"]))
 

@@ -83,6 +83,11 @@ def _recv(conn: socket.socket, n: int) -> bytes:
 
 # ---- the server ---------------------------------------------------------------------------
 
+def supported() -> bool:
+    """Linux (pidfds, PR_SET_PDEATHSIG); elsewhere every job starts its own python."""
+    return sys.platform.startswith("linux") and hasattr(os, "pidfd_open")
+
+
 def start(basedir: str) -> tuple[subprocess.Popen, str]:
     """Start a zygote for this process (it exits when this process does); its socket path."""
     path = os.path.join(tempfile.mkdtemp(prefix="bench-zygote-"), "socket")

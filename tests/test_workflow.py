@@ -147,7 +147,9 @@ def test_smoke_table2_builds_and_reports_every_published_number(smoke_build):
     # the build's jobs were forked from the zygote (bench/zygote.py), but those (at most one per
     # core) that started while it was still importing torch
     forked = re.search(r"bench.zygote: (\d+) job\(s\) forked", (smoke_build / "snakemake.log").read_text())
-    assert forked and 70 <= int(forked.group(1)) <= 77
+    from bench import zygote
+
+    assert (forked and 70 <= int(forked.group(1)) <= 77) or not zygote.supported()
 
 
 def test_smoke_build_is_up_to_date_and_shares_the_helper(smoke_build):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 CHECKOUT = str(Path(__import__("bench").__file__).resolve().parents[1])   # where this process's bench is
-pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="the zygote needs Linux pidfds")
+pytestmark = pytest.mark.skipif(not __import__("bench.zygote").zygote.supported(), reason="the zygote needs Linux")
 
 
 @pytest.fixture(scope="module")
