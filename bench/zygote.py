@@ -105,9 +105,10 @@ def stop(proc: subprocess.Popen, path: str) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    for p in (path, os.path.dirname(path)):
-        with _quietly():
-            os.unlink(p) if p == path else os.rmdir(p)
+    with _quietly():
+        os.unlink(path)   # the zygote removes it itself, unless it was killed
+    with _quietly():
+        os.rmdir(os.path.dirname(path))
 
 
 def serve(path: str, parent: int) -> None:

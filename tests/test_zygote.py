@@ -30,24 +30,25 @@ def zygote():
     assert proc.poll() is not None and not os.path.exists(os.path.dirname(path))
 
 
-def _run_id(method="pgd_at"):
+def _run(method: str):
+    """A smoke run of HAT's plan training with ``method``, and the plan."""
     from bench.plan import Plan
 
     plan = Plan("smoke", papers=["hat"])
-    return next(r for r in plan.runs.values() if r.config["method"]["name"] == method)
+    return plan, next(r for r in plan.runs.values() if r.config["method"]["name"] == method)
 
 
 def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def _outputs(root: Path, run_id: str, protocol: str) -> tuple[dict, dict, dict]:
+def _outputs(run_id: str, protocol: str) -> tuple[dict, dict, dict]:
     from bench import layout
 
     run = layout.run_dir("smoke", run_id)
     metrics = json.loads((run / "metrics.json").read_text())
     weights = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-    result = json.loads((root / "smoke" / "evals" / run_id / f"{protocol}.json").read_text())
+    result = json.loads(layout.eval_path("smoke", run_id, protocol).read_text())
     return _timeless(metrics), weights, {k: result[k] for k in ("clean", "robust", "n", "checkpoint")}
 
 
@@ -67,15 +68,12 @@ def _timeless(obj):
 
 def test_a_forked_job_is_the_job_run_alone(zygote, tmp_path, monkeypatch, capfd):
     from bench import zygote as z
-    from bench.plan import Plan
 
-    plan = Plan("smoke", papers=["hat"])
-    run = next(r for r in plan.runs.values() if r.config["method"]["name"] == "pgd_at")
+    plan, run = _run("pgd_at")
     protocol = next(e.protocol_id for e in plan.evals.values() if e.run_id == run.id)
     outs = []
     for how in ("forked", "alone"):
-        root = tmp_path / how
-        monkeypatch.setenv("BENCH_RESULTS", str(root))
+        monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / how))
         jobs = (["train", "--scale", "smoke", "--quiet", run.id], ["evaluate", "--scale", "smoke", run.id, protocol])
         for argv in jobs:
             if how == "forked":
@@ -84,7 +82,7 @@ def test_a_forked_job_is_the_job_run_alone(zygote, tmp_path, monkeypatch, capfd)
             else:
                 monkeypatch.delenv("BENCH_ZYGOTE", raising=False)
                 subprocess.run([sys.executable, "-m", "bench", *argv], check=True, capture_output=True)
-        outs.append(_outputs(root, run.id, protocol))
+        outs.append(_outputs(run.id, protocol))
     (m1, w1, r1), (m2, w2, r2) = outs
     assert m1 == m2 and r1 == r2
     t1, t2 = _tensors(w1), _tensors(w2)
@@ -113,7 +111,7 @@ def test_another_checkout_or_no_zygote_runs_the_job_itself(zygote, monkeypatch, 
 def test_signals_reach_the_forked_job_and_a_dead_client_stops_it(zygote, tmp_path):
     from bench import layout
 
-    run = _run_id("trades")
+    _, run = _run("trades")
     run_dir = layout.run_dir("smoke", run.id)
     env = {**os.environ, "BENCH_ZYGOTE": zygote[1], "PYTHONPATH": CHECKOUT}
     for sig in (signal.SIGINT, signal.SIGKILL):
